@@ -1,0 +1,188 @@
+"""The process lifecycle every berthd process shares.
+
+A ``PluginServer`` owns one grpc.aio server on a unix socket, its health
+service, its metrics registry and (optionally) the HTTP metrics endpoint.
+Lifecycle: ``start()`` prepares the socket and begins serving; ``serve()``
+runs until SIGTERM/SIGINT, then stops accepting, lets in-flight calls finish
+within ``grace`` seconds and removes the socket; a second signal cancels what
+is still running at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import stat
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from api.grpc.health.v1 import health_pb2_grpc
+from services.harness.health import SERVING, HealthServicer
+from services.harness.interceptors import EdgeInterceptor
+from services.harness.metrics import GrpcServerMetrics, MetricsEndpoint, new_registry
+from services.harness.notify import sd_notify
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_SIZE = 16 << 20
+
+CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.max_send_message_length", MAX_MESSAGE_SIZE),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_SIZE),
+)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    address: str
+    metrics_address: str | None = None
+    uid: int = -1  # -1: leave as created (containerd's [grpc] uid/gid)
+    gid: int = -1
+    socket_mode: int = 0o660
+    dir_mode: int = 0o711
+    grace: float = 10.0
+    max_recv_message_size: int = MAX_MESSAGE_SIZE
+    max_send_message_size: int = MAX_MESSAGE_SIZE
+
+
+class AddressInUse(OSError):
+    """Another live server already answers on the socket."""
+
+
+def prepare_socket(path: str, dir_mode: int = 0o711) -> None:
+    """Create the socket's directory and replace a stale socket.
+
+    A socket file nobody answers on is removed (a crashed predecessor); one a
+    live process answers on is left alone and reported, rather than stolen.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=dir_mode, exist_ok=True)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise AddressInUse(f"{path} exists and is not a socket")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1)
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)
+            log.info("removed stale socket %s", path)
+            return
+    raise AddressInUse(f"{path}: another process is serving on this socket")
+
+
+Register = Callable[[grpc.aio.Server], None]
+
+
+class PluginServer:
+    def __init__(self, name: str, config: ServerConfig) -> None:
+        self.name = name
+        self.config = config
+        self.registry = new_registry()
+        self.grpc_metrics = GrpcServerMetrics(self.registry)
+        self.health = HealthServicer()
+        self._registrations: list[tuple[str, Register]] = []
+        self._server: grpc.aio.Server | None = None
+        self._metrics: MetricsEndpoint | None = None
+        self._stopped = asyncio.Event()
+        self.on_stop: list[Callable[[], Awaitable[None]]] = []
+
+    def add_service(self, service_name: str, register: Register) -> None:
+        """Serve a servicer; ``register`` is the generated add_*Servicer_to_server bound to it."""
+        self._registrations.append((service_name, register))
+
+    @property
+    def metrics_endpoint(self) -> MetricsEndpoint | None:
+        return self._metrics
+
+    async def start(self) -> None:
+        cfg = self.config
+        prepare_socket(cfg.address, cfg.dir_mode)
+        server = grpc.aio.server(
+            interceptors=[EdgeInterceptor(self.grpc_metrics)],
+            options=[
+                ("grpc.max_send_message_length", cfg.max_send_message_size),
+                ("grpc.max_receive_message_length", cfg.max_recv_message_size),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        for service_name, register in self._registrations:
+            register(server)
+            self.health.set(service_name, SERVING)
+        server.add_insecure_port("unix://" + os.path.abspath(cfg.address))
+        await server.start()
+        os.chmod(cfg.address, cfg.socket_mode)
+        if cfg.uid >= 0 or cfg.gid >= 0:
+            os.chown(cfg.address, cfg.uid, cfg.gid)
+        self._server = server
+        if cfg.metrics_address:
+            self._metrics = MetricsEndpoint(self.registry, cfg.metrics_address)
+            await self._metrics.start()
+        log.info("%s serving on %s", self.name, cfg.address)
+        sd_notify("READY=1")
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting, give in-flight calls ``grace`` seconds, remove the socket."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        sd_notify("STOPPING=1")
+        self.health.shutdown()
+        await server.stop(self.config.grace if grace is None else grace)
+        for hook in self.on_stop:
+            try:
+                await hook()
+            except Exception:
+                log.exception("%s: shutdown hook failed", self.name)
+        if self._metrics is not None:
+            await self._metrics.stop()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.config.address)
+        self._stopped.set()
+        log.info("%s stopped", self.name)
+
+    async def serve(self) -> None:
+        """Run until a signal stops the server (see the module docstring)."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        signalled = asyncio.Event()
+        graceful: asyncio.Task[None] | None = None
+
+        def on_signal(signum: int) -> None:
+            nonlocal graceful
+            if graceful is None:
+                log.info("%s: %s received, shutting down", self.name, signal.Signals(signum).name)
+                signalled.set()
+            else:
+                log.warning("%s: second signal, forcing exit", self.name)
+                graceful.cancel()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal, sig)
+        try:
+            waiter = asyncio.ensure_future(self._stopped.wait())
+            sig_wait = asyncio.ensure_future(signalled.wait())
+            await asyncio.wait({waiter, sig_wait}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            sig_wait.cancel()
+            if not self._stopped.is_set():
+                graceful = asyncio.ensure_future(self.stop())
+                try:
+                    await graceful
+                except asyncio.CancelledError:
+                    await self.stop(0)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)

@@ -1,0 +1,269 @@
+"""Our generated descriptors must be wire-identical to containerd 1.7's v1 API.
+
+The expected facts live in ``wire_table.py``, transcribed from containerd's own .proto files
+(see its docstring); this module only compares them with what the ``*_pb2`` modules under
+``api/`` register in the default descriptor pool.  Fields are compared through their
+``descriptor_pb2`` form (``CopyToProto``), so labels and types use the
+``FieldDescriptorProto`` constants, exactly as written in the table.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from pathlib import Path
+
+import pytest
+from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.descriptor import FileDescriptor
+from tests.api.wire_table import ENUMS, EVENTS, LEGACY_MESSAGES, MESSAGES, RPCS, Field, Message
+
+F = descriptor_pb2.FieldDescriptorProto
+
+ROOT = Path(__file__).resolve().parents[2]
+API_DIR = ROOT / "api"
+WELL_KNOWN_PREFIX = "google.protobuf."
+
+POOL = descriptor_pool.Default()
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@functools.cache
+def _load_api_files() -> tuple[FileDescriptor, ...]:
+    """Import every generated ``*_pb2`` module under api/ and return their file descriptors.
+
+    The repository root is on sys.path through pytest's ``pythonpath`` setting.
+    """
+    paths = sorted(API_DIR.rglob("*_pb2.py"))
+    if not paths:
+        raise LookupError(f"no generated *_pb2.py modules under {API_DIR}")
+    files = []
+    for path in paths:
+        module_name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        module = importlib.import_module(module_name)
+        files.append(module.DESCRIPTOR)
+    return tuple(files)
+
+
+@pytest.fixture(scope="module")
+def api_files() -> tuple[FileDescriptor, ...]:
+    try:
+        return _load_api_files()
+    except LookupError as exc:
+        pytest.fail(f"{exc}; run scripts/genproto.py")
+    except Exception as exc:  # an import error names the broken module
+        pytest.fail(f"importing the generated api/ modules failed: {exc!r}")
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _split_path(path: str) -> tuple[str, str]:
+    service, method = path.removeprefix("/").split("/")
+    return service, method
+
+
+def _field_type_name(field: descriptor_pb2.FieldDescriptorProto) -> str:
+    """Scalar keyword ("string", "int64", ...) or full message/enum name."""
+    if field.type in (F.TYPE_MESSAGE, F.TYPE_ENUM):
+        return field.type_name.removeprefix(".")
+    return F.Type.Name(field.type).removeprefix("TYPE_").lower()
+
+
+def _render_fields(full_name: str) -> Message:
+    """The message's fields in wire_table form; raises KeyError if the pool lacks it."""
+    proto = descriptor_pb2.DescriptorProto()
+    POOL.FindMessageTypeByName(full_name).CopyToProto(proto)
+    map_entries = {
+        f".{full_name}.{nested.name}": nested
+        for nested in proto.nested_type
+        if nested.options.map_entry
+    }
+    rendered: Message = {}
+    for field in proto.field:
+        type_name: str | None = None
+        if field.type_name in map_entries:
+            key, value = sorted(map_entries[field.type_name].field, key=lambda f: f.number)
+            type_name = f"map<{_field_type_name(key)}, {_field_type_name(value)}>"
+        elif field.type in (F.TYPE_MESSAGE, F.TYPE_ENUM):
+            type_name = _field_type_name(field)
+        rendered[field.name] = (field.number, field.type, field.label, type_name)
+    return rendered
+
+
+def _show(spec: Field) -> str:
+    number, type_, label, type_name = spec
+    shown = f"{number}, {F.Type.Name(type_)}, {F.Label.Name(label)}"
+    return f"({shown}, {type_name!r})" if type_name else f"({shown})"
+
+
+def _field_differences(expected: Message, actual: Message) -> list[str]:
+    problems = []
+    for name, spec in expected.items():
+        if name not in actual:
+            problems.append(f"missing field {name}: containerd declares {_show(spec)}")
+        elif actual[name] != spec:
+            problems.append(
+                f"field {name}: ours is {_show(actual[name])}, containerd declares {_show(spec)}"
+            )
+    problems.extend(
+        f"extra field {name} {_show(spec)}: containerd has no such field"
+        for name, spec in actual.items()
+        if name not in expected
+    )
+    return problems
+
+
+def _check_message(full_name: str, expected: Message) -> None:
+    try:
+        actual = _render_fields(full_name)
+    except KeyError:
+        pytest.fail(f"message {full_name} is not declared by any api/ proto")
+    problems = _field_differences(expected, actual)
+    if problems:
+        pytest.fail(f"{full_name} differs from containerd 1.7:\n  " + "\n  ".join(problems))
+
+
+# --------------------------------------------------------------------------- the table itself
+
+
+def test_table_is_closed_over_its_references() -> None:
+    """Every type the table mentions is itself in the table (or a well-known type)."""
+    tables = {**MESSAGES, **EVENTS, **LEGACY_MESSAGES}
+    known = set(tables) | set(ENUMS)
+    referenced = {name for rpc in RPCS.values() for name in rpc[:2]}
+    for message in tables.values():
+        for _number, _type, _label, type_name in message.values():
+            if type_name is None:
+                continue
+            if type_name.startswith("map<"):
+                referenced.update(part.strip() for part in type_name[4:-1].split(","))
+            else:
+                referenced.add(type_name)
+    scalars = {F.Type.Name(t).removeprefix("TYPE_").lower() for t in F.Type.values()}
+    missing = sorted(
+        name
+        for name in referenced - known - scalars
+        if not name.startswith(WELL_KNOWN_PREFIX)
+    )
+    assert not missing, f"wire_table references types it does not describe: {missing}"
+
+
+# --------------------------------------------------------------------------- services
+
+
+@pytest.mark.parametrize("path", list(RPCS))
+def test_rpc_matches_containerd(api_files: tuple[FileDescriptor, ...], path: str) -> None:
+    service_name, method_name = _split_path(path)
+    try:
+        service = POOL.FindServiceByName(service_name)
+    except KeyError:
+        pytest.fail(f"{path}: service {service_name} is not declared by any api/ proto")
+    try:
+        POOL.FindMethodByName(f"{service_name}.{method_name}")
+    except KeyError:
+        pytest.fail(f"{path}: {service_name} has no method {method_name}")
+
+    proto = descriptor_pb2.ServiceDescriptorProto()
+    service.CopyToProto(proto)
+    (method,) = (m for m in proto.method if m.name == method_name)
+    actual = (
+        method.input_type.removeprefix("."),
+        method.output_type.removeprefix("."),
+        method.client_streaming,
+        method.server_streaming,
+    )
+    expected = RPCS[path]
+    problems = [
+        f"{what}: ours is {ours!r}, containerd declares {theirs!r}"
+        for what, ours, theirs in zip(
+            ("request type", "response type", "client streaming", "server streaming"),
+            actual,
+            expected,
+            strict=True,
+        )
+        if ours != theirs
+    ]
+    assert not problems, f"{path} differs from containerd 1.7:\n  " + "\n  ".join(problems)
+
+
+def test_no_services_or_methods_beyond_containerd(
+    api_files: tuple[FileDescriptor, ...],
+) -> None:
+    """Every service and method declared under api/ is one containerd declares."""
+    known_services = {_split_path(path)[0] for path in RPCS}
+    problems = []
+    for file in api_files:
+        for service in file.services_by_name.values():
+            if service.full_name not in known_services:
+                problems.append(
+                    f"{file.name}: service {service.full_name} is not in the wire table "
+                    "(add containerd's definition to tests/api/wire_table.py if it is real)"
+                )
+                continue
+            problems.extend(
+                f"{file.name}: method /{service.full_name}/{method.name} "
+                "is not declared by containerd 1.7"
+                for method in service.methods
+                if f"/{service.full_name}/{method.name}" not in RPCS
+            )
+    assert not problems, "\n".join(problems)
+
+
+# --------------------------------------------------------------------------- messages and enums
+
+
+@pytest.mark.parametrize("full_name", list(MESSAGES))
+def test_message_fields_match_containerd(
+    api_files: tuple[FileDescriptor, ...], full_name: str
+) -> None:
+    _check_message(full_name, MESSAGES[full_name])
+
+
+@pytest.mark.parametrize("full_name", list(ENUMS))
+def test_enum_values_match_containerd(api_files: tuple[FileDescriptor, ...], full_name: str) -> None:
+    try:
+        enum = POOL.FindEnumTypeByName(full_name)
+    except KeyError:
+        pytest.fail(f"enum {full_name} is not declared by any api/ proto")
+    proto = descriptor_pb2.EnumDescriptorProto()
+    enum.CopyToProto(proto)
+    actual = {value.name: value.number for value in proto.value}
+    expected = ENUMS[full_name]
+    assert actual == expected, (
+        f"{full_name} differs from containerd 1.7: ours is {actual}, containerd declares {expected}"
+    )
+
+
+@pytest.mark.parametrize("full_name", list(EVENTS))
+def test_event_payload_matches_containerd(
+    api_files: tuple[FileDescriptor, ...], full_name: str
+) -> None:
+    _check_message(full_name, EVENTS[full_name])
+
+
+@pytest.mark.parametrize("full_name", list(LEGACY_MESSAGES))
+def test_legacy_envelope_matches_containerd_1_6_if_declared(
+    api_files: tuple[FileDescriptor, ...], full_name: str
+) -> None:
+    try:
+        POOL.FindMessageTypeByName(full_name)
+    except KeyError:
+        pytest.skip(f"{full_name} (containerd 1.6 only) is not declared; that is allowed")
+    _check_message(full_name, LEGACY_MESSAGES[full_name])
+
+
+def test_contract_files_are_proto3(api_files: tuple[FileDescriptor, ...]) -> None:
+    """containerd's files are proto3; another syntax changes presence and packing rules."""
+    contract = set(MESSAGES) | set(EVENTS) | set(ENUMS)
+    problems = []
+    for file in api_files:
+        proto = descriptor_pb2.FileDescriptorProto()
+        file.CopyToProto(proto)
+        declared = {f"{proto.package}.{m.name}" for m in proto.message_type}
+        declared |= {f"{proto.package}.{e.name}" for e in proto.enum_type}
+        if declared & contract and proto.syntax != "proto3":
+            problems.append(f"{file.name} has syntax {proto.syntax!r}, containerd uses 'proto3'")
+    assert not problems, "\n".join(problems)
