@@ -67,7 +67,7 @@ def to_status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """
     if isinstance(exc, errdefs.ErrdefsError):
         for cls in type(exc).__mro__:
-            code = _TO_CODE.get(cls)  # type: ignore[call-overload]
+            code = _TO_CODE.get(cls)
             if code is not None:
                 return code, str(exc)
     if isinstance(exc, asyncio.CancelledError):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 
 from api.grpc.health.v1 import health_pb2, health_pb2_grpc
+
+Status: TypeAlias = health_pb2.HealthCheckResponse.ServingStatus.ValueType
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -19,10 +21,10 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
     """Status per service name; "" is the process as a whole."""
 
     def __init__(self) -> None:
-        self._status: dict[str, int] = {"": SERVING}
+        self._status: dict[str, Status] = {"": SERVING}
         self._changed = asyncio.Event()
 
-    def set(self, service: str, status: int) -> None:
+    def set(self, service: str, status: Status) -> None:
         self._status[service] = status
         self._changed.set()
         self._changed = asyncio.Event()
@@ -42,7 +44,7 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
     async def Watch(
         self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[health_pb2.HealthCheckResponse]:
-        last = None
+        last: Status | None = None
         while True:
             status = self._status.get(request.service, SERVICE_UNKNOWN)
             if status != last:

@@ -22,7 +22,7 @@ from services.harness.metrics import GO_CODE_NAMES, GrpcServerMetrics
 
 log = logging.getLogger(__name__)
 
-Handler = grpc.RpcMethodHandler
+Handler = grpc.RpcMethodHandler[Any, Any]
 
 
 class _Call:
@@ -79,18 +79,18 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         details: grpc.HandlerCallDetails,
-    ) -> Handler:
+    ) -> Handler | None:
         handler = await continuation(details)
         if handler is None:
             return handler
-        _, service, method = details.method.split("/", 2)  # type: ignore[attr-defined]
+        _, service, method = details.method.split("/", 2)
         metrics = self.metrics
         req_des, resp_ser = handler.request_deserializer, handler.response_serializer
 
         if handler.unary_unary is not None:
-            inner_uu = handler.unary_unary
+            inner_uu: Any = handler.unary_unary
 
             async def unary_unary(req: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 call = _Call(metrics, ("unary", service, method))
@@ -110,7 +110,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             return grpc.unary_unary_rpc_method_handler(unary_unary, req_des, resp_ser)
 
         if handler.stream_unary is not None:
-            inner_su = handler.stream_unary
+            inner_su: Any = handler.stream_unary
 
             async def stream_unary(it: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 call = _Call(metrics, ("client_stream", service, method))
@@ -128,7 +128,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
 
             return grpc.stream_unary_rpc_method_handler(stream_unary, req_des, resp_ser)
 
-        streaming = handler.unary_stream or handler.stream_stream
+        streaming: Any = handler.unary_stream or handler.stream_stream
         assert streaming is not None
         client_streams = handler.stream_stream is not None
         kind = "bidi_stream" if client_streams else "server_stream"

@@ -6,7 +6,7 @@ Nothing here is read from containerd at run time; the facts were copied once fro
 * containerd v1.7.34, ``vendor/github.com/containerd/containerd/api/`` (the
   ``github.com/containerd/containerd/api`` module v1.8.0 that 1.7.34 builds with;
   its own ``api/`` directory holds only a README);
-* containerd v1.6.20, ``api/``, for the two pre-1.7 envelope types in ``LEGACY_MESSAGES``;
+* containerd v1.6.20, ``api/``, for the two pre-1.7 envelope types in ``OPTIONAL_MESSAGES``;
 * ``grpc.health.v1`` and ``google.rpc.Status`` as vendored by containerd v1.7.34
   (google.golang.org/grpc v1.59.0: Health has exactly Check and Watch).
 
@@ -33,7 +33,7 @@ OPTIONAL = F.LABEL_OPTIONAL
 REPEATED = F.LABEL_REPEATED
 
 Rpc = tuple[str, str, bool, bool]
-Field = tuple[int, int, int, str | None]
+Field = tuple[int, F.Type.ValueType, F.Label.ValueType, str | None]
 Message = dict[str, Field]
 
 # fmt: off
@@ -143,8 +143,8 @@ RPCS: dict[str, Rpc] = {
     "/grpc.health.v1.Health/Watch": ("grpc.health.v1.HealthCheckRequest", "grpc.health.v1.HealthCheckResponse", False, True),
 }
 
-# Every message reachable from RPCS (requests, responses and the types they embed),
-# except google.protobuf well-known types.
+# Every message declared in the proto files that define RPCS' services, plus every type those
+# messages embed (google.protobuf well-known types aside).
 MESSAGES: dict[str, Message] = {
     # types/descriptor.proto
     "containerd.types.Descriptor": {
@@ -663,6 +663,7 @@ MESSAGES: dict[str, Message] = {
         "spec": (6, F.TYPE_MESSAGE, OPTIONAL, "google.protobuf.Any"),
         "exec_id": (7, F.TYPE_STRING, OPTIONAL, None),
     },
+    "containerd.services.tasks.v1.ExecProcessResponse": {},
     "containerd.services.tasks.v1.ResizePtyRequest": {
         "container_id": (1, F.TYPE_STRING, OPTIONAL, None),
         "exec_id": (2, F.TYPE_STRING, OPTIONAL, None),
@@ -747,6 +748,7 @@ MESSAGES: dict[str, Message] = {
         "stderr": (6, F.TYPE_STRING, OPTIONAL, None),
         "spec": (7, F.TYPE_MESSAGE, OPTIONAL, "google.protobuf.Any"),
     },
+    "containerd.task.v2.ExecProcessResponse": {},
     "containerd.task.v2.ResizePtyRequest": {
         "id": (1, F.TYPE_STRING, OPTIONAL, None),
         "exec_id": (2, F.TYPE_STRING, OPTIONAL, None),
@@ -845,7 +847,7 @@ MESSAGES: dict[str, Message] = {
     },
 }
 
-# Every enum used by MESSAGES, as value name -> number.
+# Every enum declared in those files, as value name -> number.
 ENUMS: dict[str, dict[str, int]] = {
     # types/task/task.proto
     "containerd.v1.types.Status": {"UNKNOWN": 0, "CREATED": 1, "RUNNING": 2, "STOPPED": 3, "PAUSED": 4, "PAUSING": 5},
@@ -857,9 +859,7 @@ ENUMS: dict[str, dict[str, int]] = {
     "grpc.health.v1.HealthCheckResponse.ServingStatus": {"UNKNOWN": 0, "SERVING": 1, "NOT_SERVING": 2, "SERVICE_UNKNOWN": 3},
 }
 
-# Event payloads packed into Envelope.event (type URL = the message's full name).
-# containerd 1.7 also has events/sandbox.proto (SandboxCreate/Start/Exit); berthd has no
-# sandbox service, so those are left out.
+# Event payloads packed into Envelope.event; the Any type URL is the message's full name.
 EVENTS: dict[str, Message] = {
     # events/container.proto (package containerd.events)
     "containerd.events.ContainerCreate": {
@@ -978,19 +978,95 @@ EVENTS: dict[str, Message] = {
         "container_id": (1, F.TYPE_STRING, OPTIONAL, None),
         "checkpoint": (2, F.TYPE_STRING, OPTIONAL, None),
     },
+    # events/sandbox.proto (package containerd.events)
+    "containerd.events.SandboxCreate": {
+        "sandbox_id": (1, F.TYPE_STRING, OPTIONAL, None),
+    },
+    "containerd.events.SandboxStart": {
+        "sandbox_id": (1, F.TYPE_STRING, OPTIONAL, None),
+    },
+    "containerd.events.SandboxExit": {
+        "sandbox_id": (1, F.TYPE_STRING, OPTIONAL, None),
+        "exit_status": (2, F.TYPE_UINT32, OPTIONAL, None),
+        "exited_at": (3, F.TYPE_MESSAGE, OPTIONAL, "google.protobuf.Timestamp"),
+    },
 }
 
-# containerd 1.6 declared its own envelope types; 1.7 replaced both with
-# containerd.types.Envelope. Not required, but if api/ declares them they must match.
-LEGACY_MESSAGES: dict[str, Message] = {
-    # v1.6.20 api/services/events/v1/events.proto
+# Other containerd types: checked only if api/ declares them. The types/ entries are 1.7
+# types no RPC above references (runc options travel inside Any); the envelopes are the
+# 1.6 ones that 1.7 replaced with containerd.types.Envelope.
+OPTIONAL_MESSAGES: dict[str, Message] = {
+    # types/introspection.proto
+    "containerd.types.RuntimeRequest": {
+        "runtime_path": (1, F.TYPE_STRING, OPTIONAL, None),
+        "options": (2, F.TYPE_MESSAGE, OPTIONAL, "google.protobuf.Any"),
+    },
+    "containerd.types.RuntimeVersion": {
+        "version": (1, F.TYPE_STRING, OPTIONAL, None),
+        "revision": (2, F.TYPE_STRING, OPTIONAL, None),
+    },
+    "containerd.types.RuntimeInfo": {
+        "name": (1, F.TYPE_STRING, OPTIONAL, None),
+        "version": (2, F.TYPE_MESSAGE, OPTIONAL, "containerd.types.RuntimeVersion"),
+        "options": (3, F.TYPE_MESSAGE, OPTIONAL, "google.protobuf.Any"),
+        "features": (4, F.TYPE_MESSAGE, OPTIONAL, "google.protobuf.Any"),
+        "annotations": (5, F.TYPE_MESSAGE, REPEATED, "map<string, string>"),
+    },
+    # types/sandbox.proto
+    "containerd.types.Sandbox": {
+        "sandbox_id": (1, F.TYPE_STRING, OPTIONAL, None),
+        "runtime": (2, F.TYPE_MESSAGE, OPTIONAL, "containerd.types.Sandbox.Runtime"),
+        "spec": (3, F.TYPE_MESSAGE, OPTIONAL, "google.protobuf.Any"),
+        "labels": (4, F.TYPE_MESSAGE, REPEATED, "map<string, string>"),
+        "created_at": (5, F.TYPE_MESSAGE, OPTIONAL, "google.protobuf.Timestamp"),
+        "updated_at": (6, F.TYPE_MESSAGE, OPTIONAL, "google.protobuf.Timestamp"),
+        "extensions": (7, F.TYPE_MESSAGE, REPEATED, "map<string, google.protobuf.Any>"),
+        "sandboxer": (10, F.TYPE_STRING, OPTIONAL, None),
+    },
+    "containerd.types.Sandbox.Runtime": {
+        "name": (1, F.TYPE_STRING, OPTIONAL, None),
+        "options": (2, F.TYPE_MESSAGE, OPTIONAL, "google.protobuf.Any"),
+    },
+    # types/runc/options/oci.proto
+    "containerd.runc.v1.Options": {
+        "no_pivot_root": (1, F.TYPE_BOOL, OPTIONAL, None),
+        "no_new_keyring": (2, F.TYPE_BOOL, OPTIONAL, None),
+        "shim_cgroup": (3, F.TYPE_STRING, OPTIONAL, None),
+        "io_uid": (4, F.TYPE_UINT32, OPTIONAL, None),
+        "io_gid": (5, F.TYPE_UINT32, OPTIONAL, None),
+        "binary_name": (6, F.TYPE_STRING, OPTIONAL, None),
+        "root": (7, F.TYPE_STRING, OPTIONAL, None),
+        # 1.7 reserves 8; 1.6.20 (the shim Debian ships) still reads criu_path
+        # there, so we keep the union. 1.7 peers skip it as an unknown field.
+        "criu_path": (8, F.TYPE_STRING, OPTIONAL, None),
+        "systemd_cgroup": (9, F.TYPE_BOOL, OPTIONAL, None),
+        "criu_image_path": (10, F.TYPE_STRING, OPTIONAL, None),
+        "criu_work_path": (11, F.TYPE_STRING, OPTIONAL, None),
+        "task_api_address": (12, F.TYPE_STRING, OPTIONAL, None),
+        "task_api_version": (13, F.TYPE_UINT32, OPTIONAL, None),
+    },
+    "containerd.runc.v1.CheckpointOptions": {
+        "exit": (1, F.TYPE_BOOL, OPTIONAL, None),
+        "open_tcp": (2, F.TYPE_BOOL, OPTIONAL, None),
+        "external_unix_sockets": (3, F.TYPE_BOOL, OPTIONAL, None),
+        "terminal": (4, F.TYPE_BOOL, OPTIONAL, None),
+        "file_locks": (5, F.TYPE_BOOL, OPTIONAL, None),
+        "empty_namespaces": (6, F.TYPE_STRING, REPEATED, None),
+        "cgroups_mode": (7, F.TYPE_STRING, OPTIONAL, None),
+        "image_path": (8, F.TYPE_STRING, OPTIONAL, None),
+        "work_path": (9, F.TYPE_STRING, OPTIONAL, None),
+    },
+    "containerd.runc.v1.ProcessDetails": {
+        "exec_id": (1, F.TYPE_STRING, OPTIONAL, None),
+    },
+    # containerd v1.6.20 api/services/events/v1/events.proto
     "containerd.services.events.v1.Envelope": {
         "timestamp": (1, F.TYPE_MESSAGE, OPTIONAL, "google.protobuf.Timestamp"),
         "namespace": (2, F.TYPE_STRING, OPTIONAL, None),
         "topic": (3, F.TYPE_STRING, OPTIONAL, None),
         "event": (4, F.TYPE_MESSAGE, OPTIONAL, "google.protobuf.Any"),
     },
-    # v1.6.20 api/services/ttrpc/events/v1/events.proto
+    # containerd v1.6.20 api/services/ttrpc/events/v1/events.proto
     "containerd.services.events.ttrpc.v1.Envelope": {
         "timestamp": (1, F.TYPE_MESSAGE, OPTIONAL, "google.protobuf.Timestamp"),
         "namespace": (2, F.TYPE_STRING, OPTIONAL, None),

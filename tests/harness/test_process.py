@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -10,7 +11,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -95,6 +96,7 @@ def test_serves_health_metrics_and_stops_cleanly(proc_dir: Path) -> None:
         with pytest.raises(urllib.error.HTTPError) as notfound:
             urllib.request.urlopen(f"http://{metrics}/metrics", timeout=5)
         assert notfound.value.code == 404
+        notfound.value.close()
     finally:
         proc.signal(signal.SIGTERM)
         assert proc.wait() == 0, proc.output()
@@ -160,11 +162,9 @@ def test_second_signal_forces_exit(proc_dir: Path) -> None:
     assert not os.path.exists(sock)
 
 
-def _ignore_errors(fn: object) -> None:
-    try:
-        fn()  # type: ignore[operator]
-    except grpc.RpcError:
-        pass
+def _ignore_errors(fn: Callable[[], object]) -> None:
+    with contextlib.suppress(grpc.RpcError):
+        fn()
 
 
 def test_stale_socket_is_replaced_live_one_is_refused(proc_dir: Path) -> None:
