@@ -1,0 +1,188 @@
+"""The content store contract shared by the local store and the proxy client.
+
+Vocabulary (containerd's):
+
+- a *blob* is committed, immutable content named by its digest
+  (``sha256:<hex>``); its ``Info`` carries size, timestamps and labels;
+- an *ingest* is an unfinished write named by a caller-chosen *ref*; its
+  ``Status`` says how far it got.  Ingests outlive the writer and the process
+  that wrote them, so a later writer on the same ref resumes where it stopped;
+- a *writer* is the one active session on a ref: at most one exists per ref at
+  a time.  ``commit`` verifies size and digest and publishes the blob
+  atomically; ``close`` leaves the ingest in place for a later resume.
+
+Every method raises the typed errors of ``api.errdefs`` listed on it; any
+other exception is a bug or an I/O failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol
+
+READ_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Info:
+    digest: str
+    size: int
+    created_at: datetime
+    updated_at: datetime
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Status:
+    ref: str
+    offset: int
+    total: int
+    started_at: datetime
+    updated_at: datetime
+    expected: str = ""
+
+
+class ReaderAt(Protocol):
+    """Random access to one committed blob; close it (or use ``async with``)."""
+
+    @property
+    def size(self) -> int: ...
+
+    async def read_at(self, offset: int, n: int) -> bytes:
+        """Up to ``n`` bytes at ``offset``; fewer only at the end of the blob.
+
+        Raises OutOfRange when ``offset`` is past the end.
+        """
+        ...
+
+    def chunks(
+        self, offset: int = 0, size: int = 0, chunk: int = READ_CHUNK
+    ) -> AsyncIterator[bytes]:
+        """The bytes from ``offset`` on, ``size`` of them (0: to the end), in chunks.
+
+        Raises OutOfRange when ``offset`` is past the end.
+        """
+        ...
+
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> ReaderAt: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class Writer(Protocol):
+    """The active session on one ingest."""
+
+    @property
+    def ref(self) -> str: ...
+
+    async def status(self) -> Status:
+        """Offset, total and times of the ingest as this writer sees it."""
+        ...
+
+    def digest(self) -> str:
+        """Digest of the bytes written so far ("" when the writer cannot know yet)."""
+        ...
+
+    async def write(self, data: bytes) -> int:
+        """Append ``data`` at the current offset; returns the bytes written."""
+        ...
+
+    async def truncate(self, size: int) -> None:
+        """Restart the ingest from ``size`` (only 0 is supported).
+
+        Raises InvalidArgument for any other size.
+        """
+        ...
+
+    async def commit(
+        self, size: int = 0, expected: str = "", labels: Mapping[str, str] | None = None
+    ) -> str:
+        """Publish the ingest as a blob and end the session; returns its digest.
+
+        ``size`` (when > 0) and ``expected`` (when set) must match what was
+        written.  The writer is finished afterwards whatever the outcome.
+
+        Raises FailedPrecondition on a size or digest mismatch (nothing is
+        committed; the ingest stays for a resume) or when the writer is already
+        closed, AlreadyExists when a blob with that digest exists (the ingest is
+        removed), InvalidArgument for oversized labels, NotFound when the ingest
+        was aborted meanwhile.
+        """
+        ...
+
+    async def close(self) -> None:
+        """End the session, keeping the ingest for a later writer; idempotent."""
+        ...
+
+
+class ContentStore(Protocol):
+    async def info(self, digest: str) -> Info:
+        """Raises InvalidArgument for a malformed digest, NotFound for an unknown blob."""
+        ...
+
+    async def update(self, info: Info, fieldpaths: Sequence[str] = ()) -> Info:
+        """Change a blob's labels; returns the new Info.
+
+        ``fieldpaths`` are ``labels`` (replace all) or ``labels.<key>`` (set one;
+        an empty or missing value removes it); none means ``labels``.
+
+        Raises InvalidArgument for a malformed digest, another field path or an
+        oversized label, NotFound for an unknown blob.
+        """
+        ...
+
+    def walk(self, filters: Sequence[str] = ()) -> AsyncIterator[Info]:
+        """Blobs matching any of ``filters`` (containerd filter syntax on
+        ``digest`` and ``labels.<key>``); all when none.
+
+        Raises InvalidArgument for a filter that does not parse.
+        """
+        ...
+
+    async def delete(self, digest: str) -> None:
+        """Raises InvalidArgument for a malformed digest, NotFound for an unknown blob."""
+        ...
+
+    async def reader(self, digest: str) -> ReaderAt:
+        """Raises InvalidArgument for a malformed digest, NotFound for an unknown blob."""
+        ...
+
+    async def status(self, ref: str) -> Status:
+        """Raises NotFound when no ingest exists for ``ref``."""
+        ...
+
+    async def list_statuses(self, filters: Sequence[str] = ()) -> list[Status]:
+        """Ingests whose fields (``ref``) match any of ``filters``.
+
+        Raises InvalidArgument for a filter that does not parse.
+        """
+        ...
+
+    async def writer(self, ref: str, total: int = 0, expected: str = "") -> Writer:
+        """Begin or resume the ingest ``ref``.
+
+        ``total`` is the expected size (0: unknown), ``expected`` the expected
+        digest ("" : unknown).
+
+        Raises InvalidArgument for an empty ref or a malformed digest,
+        AlreadyExists when ``expected`` is already committed, Unavailable when
+        another writer holds ``ref`` ("ref ... locked").
+        """
+        ...
+
+    async def abort(self, ref: str) -> None:
+        """Drop the ingest ``ref`` and its data.
+
+        Raises NotFound when no ingest exists for ``ref``.
+        """
+        ...
