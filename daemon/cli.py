@@ -1,0 +1,162 @@
+"""``berthd``: run the daemon, or print its config.
+
+    berthd [--config FILE] [--address SOCK] [--root DIR] [--state DIR] [--log-level L]
+    berthd config default     a working config (the embedded default)
+    berthd config dump        the effective config, after imports and flags
+
+Without ``--config``, /etc/berthd/config.toml is read when it exists;
+otherwise the embedded default runs the content, snapshotter and diff
+plugins as supervised children under ``--root``/``--state``.  Errors reach
+the user as one line naming the file and key (a traceback only with
+``--debug``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from api.errdefs import ErrdefsError
+from daemon import config as configuration
+from daemon import embedded
+from daemon.config import Config, Overrides
+from daemon.registry import RegistrationError, RequiredPluginError
+from daemon.server import Daemon, builtin_registrations, plugin_configs
+from services.harness import logs
+
+PROG = "berthd"
+log = logging.getLogger(__name__)
+
+
+def _add_options(p: argparse.ArgumentParser, suppress: bool) -> None:
+    # The options are accepted before and after "config default|dump".
+    d = argparse.SUPPRESS if suppress else None
+    p.add_argument(
+        "--config",
+        "-c",
+        default=d,
+        help=f"config file (default {configuration.DEFAULT_CONFIG_PATH}; "
+        "without one, the embedded default)",
+    )
+    p.add_argument("--address", "-a", default=d, help="gRPC socket (overrides [grpc] address)")
+    p.add_argument("--root", default=d, help="persistent data directory (overrides root)")
+    p.add_argument("--state", default=d, help="runtime state directory (overrides state)")
+    p.add_argument(
+        "--log-level",
+        "-l",
+        default=d,
+        choices=sorted(logs.LEVELS),
+        help="log level (overrides [debug] level)",
+    )
+    p.add_argument(
+        "--log-format",
+        default=d,
+        choices=logs.FORMATS,
+        help="log format (overrides [debug] format)",
+    )
+    p.add_argument(
+        "--metrics-address",
+        default=d,
+        help="HOST:PORT for /v1/metrics (overrides [metrics] address)",
+    )
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
+        help="show tracebacks on fatal errors",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="A containerd-compatible container daemon."
+    )
+    _add_options(parser, suppress=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    cfg = commands.add_parser("config", help="information on the berthd config")
+    config_commands = cfg.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
+    for name, text in (
+        ("default", "print the default config (what runs when there is no config file)"),
+        ("dump", "print the effective config, with imported files and flags applied"),
+    ):
+        sub = config_commands.add_parser(name, help=text)
+        _add_options(sub, suppress=True)
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> Overrides:
+    def path(v: str | None) -> str | None:
+        return os.path.abspath(v) if v else None
+
+    return Overrides(
+        root=path(args.root),
+        state=path(args.state),
+        address=path(args.address),
+        log_level=args.log_level,
+        metrics_address=args.metrics_address,
+    )
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    overrides = _overrides(args)
+    path = args.config or configuration.DEFAULT_CONFIG_PATH
+    if args.config is None and not os.path.exists(path):
+        log.info("no config file at %s: using the embedded default", path)
+        return embedded.embedded_default(overrides)
+    return configuration.load(path, overrides)
+
+
+def _config_command(args: argparse.Namespace) -> None:
+    if args.config_command == "default":
+        o = _overrides(args)
+        sys.stdout.write(
+            embedded.default_toml(
+                o.root or configuration.DEFAULT_ROOT,
+                o.state or configuration.DEFAULT_STATE,
+                o.metrics_address or "",
+            )
+        )
+        return
+    cfg = load_config(args)
+    sys.stdout.write(configuration.to_toml(cfg, plugin_configs(cfg, builtin_registrations())))
+
+
+async def _serve(cfg: Config) -> None:
+    await Daemon(cfg).serve()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.configure(args.log_level or "info", args.log_format or "text", PROG)
+    try:
+        if args.command == "config":
+            _config_command(args)
+            return 0
+        cfg = load_config(args)
+        level = args.log_level or cfg.debug.level or "info"
+        logs.configure(level, args.log_format or cfg.debug.format or "text", PROG)
+        asyncio.run(_serve(cfg))
+    except KeyboardInterrupt:
+        return 130
+    except (ErrdefsError, OSError, ValueError, RegistrationError, RequiredPluginError) as e:
+        if args.debug:
+            log.exception("%s failed", PROG)
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        if args.debug:
+            raise
+        print(
+            f"{PROG}: error: unexpected {type(e).__name__}: {e} (--debug for details)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""The embedded default: what ``berthd`` runs with no config file.
+
+One command gives a working daemon: the content store, the overlayfs
+snapshotter and the differ start as supervised child processes on sockets
+under the state directory, with their data under the root (in containerd's
+``<root>/<plugin uri>`` layout).  ``berthd config default`` prints exactly
+this text, so writing it to /etc/berthd/config.toml changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from daemon.config import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_ROOT,
+    DEFAULT_STATE,
+    Config,
+    Overrides,
+    parse_string,
+    resolve,
+)
+
+EMBEDDED_SOURCE = "<embedded default>"
+
+_DEFAULT_TEMPLATE = """\
+# berthd's embedded default: the daemon starts the content store, the
+# overlayfs snapshotter and the differ as supervised child processes on
+# sockets under its state directory, with their data under its root.
+# Running each plugin as its own service instead: see deploy/.
+version = 2
+root = {root}
+state = {state}
+
+[grpc]
+  address = {address}
+  uid = 0
+  gid = 0
+  max_recv_message_size = {max_size}
+  max_send_message_size = {max_size}
+
+[ttrpc]
+  address = {ttrpc}
+
+[debug]
+  level = "info"
+
+[metrics]
+  # HOST:PORT serving /v1/metrics (the daemon's and its plugins' families).
+  address = {metrics}
+
+[plugins]
+  [plugins."io.containerd.service.v1.diff-service"]
+    default = ["walking"]
+
+[proxy_plugins]
+  [proxy_plugins.content]
+    type = "content"
+    address = {content_sock}
+    command = ["berthd-content", "--root", {content_root}, "--address", {content_sock}]
+    metrics_address = "auto"
+
+  [proxy_plugins.overlayfs]
+    type = "snapshot"
+    address = {snap_sock}
+    command = ["berthd-snapshotter", "--root", {snap_root}, "--address", {snap_sock}, \
+"--backend", "overlayfs"]
+    metrics_address = "auto"
+
+  # The differ reads and writes blobs through the daemon, so a layer it
+  # writes is recorded in the request's namespace (and kept by GC).
+  [proxy_plugins.walking]
+    type = "diff"
+    address = {diff_sock}
+    command = ["berthd-diff", "--address", {diff_sock}, "--content-address", {address}]
+    metrics_address = "auto"
+"""
+
+
+def default_toml(
+    root: str = DEFAULT_ROOT, state: str = DEFAULT_STATE, metrics_address: str = ""
+) -> str:
+    """The embedded default as a config file (``berthd config default``)."""
+
+    def q(s: str) -> str:
+        return json.dumps(s)
+
+    address = os.path.join(state, "berthd.sock")
+    return _DEFAULT_TEMPLATE.format(
+        root=q(root),
+        state=q(state),
+        address=q(address),
+        ttrpc=q(address + ".ttrpc"),
+        max_size=DEFAULT_MAX_MESSAGE_SIZE,
+        metrics=q(metrics_address),
+        content_sock=q(os.path.join(state, "content.sock")),
+        content_root=q(os.path.join(root, "io.containerd.content.v1.content")),
+        snap_sock=q(os.path.join(state, "snapshotter.sock")),
+        snap_root=q(os.path.join(root, "io.containerd.snapshotter.v1.overlayfs")),
+        diff_sock=q(os.path.join(state, "diff.sock")),
+    )
+
+
+def embedded_default(overrides: Overrides | None = None) -> Config:
+    """The config used when no file exists: the default rendered for the overridden dirs."""
+    o = overrides or Overrides()
+    text = default_toml(o.root or DEFAULT_ROOT, o.state or DEFAULT_STATE)
+    return resolve(parse_string(text, EMBEDDED_SOURCE), o)

@@ -1,0 +1,110 @@
+"""Field-by-field encoding of records into scalar columns and back.
+
+Each record field becomes one column: strings and integers as they are,
+``bytes | None`` as a blob (NULL for None), mappings and descriptors as
+compact JSON text (byte values base64-encoded).  A backend that stores a
+record as one document (etcd) can put the same columns in a JSON object.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from daemon.metadata.records import Descriptor
+
+Scalar = str | int | bytes | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    name: str
+    sql_type: str
+    encode: Callable[[Any], Scalar]
+    decode: Callable[[Any], Any]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _enc_labels(value: Mapping[str, str]) -> str:
+    return _json(dict(value))
+
+
+def _dec_labels(text: str | None) -> dict[str, str]:
+    return dict(json.loads(text)) if text else {}
+
+
+def _enc_bytes_map(value: Mapping[str, bytes]) -> str:
+    return _json({k: base64.b64encode(v).decode() for k, v in value.items()})
+
+
+def _dec_bytes_map(text: str | None) -> dict[str, bytes]:
+    return {k: base64.b64decode(v) for k, v in json.loads(text).items()} if text else {}
+
+
+def _enc_descriptor(d: Descriptor) -> str:
+    return _json(
+        {
+            "mediaType": d.media_type,
+            "digest": d.digest,
+            "size": d.size,
+            "annotations": dict(d.annotations),
+        }
+    )
+
+
+def _dec_descriptor(text: str) -> Descriptor:
+    v = json.loads(text)
+    return Descriptor(v["mediaType"], v["digest"], int(v["size"]), dict(v.get("annotations") or {}))
+
+
+def _enc_opt_bytes(value: bytes | None) -> bytes | None:
+    return None if value is None else bytes(value)
+
+
+def _dec_opt_bytes(value: bytes | None) -> bytes | None:
+    return None if value is None else bytes(value)
+
+
+_BY_TYPE: dict[str, tuple[str, Callable[[Any], Scalar], Callable[[Any], Any]]] = {
+    "str": ("TEXT NOT NULL", str, str),
+    "int": ("INTEGER NOT NULL", int, int),
+    "bytes | None": ("BLOB", _enc_opt_bytes, _dec_opt_bytes),
+    "Labels": ("TEXT NOT NULL", _enc_labels, _dec_labels),
+    "Mapping[str, bytes]": ("TEXT NOT NULL", _enc_bytes_map, _dec_bytes_map),
+    "Descriptor": ("TEXT NOT NULL", _enc_descriptor, _dec_descriptor),
+}
+
+
+_COLUMNS: dict[type[Any], tuple[Column, ...]] = {}
+
+
+def columns(record: type[Any]) -> tuple[Column, ...]:
+    """The columns of a record type, in field order."""
+    cached = _COLUMNS.get(record)
+    if cached is not None:
+        return cached
+    cols = []
+    for f in dataclasses.fields(record):
+        kind = f.type if isinstance(f.type, str) else typing.get_type_hints(record)[f.name]
+        try:
+            sql_type, enc, dec = _BY_TYPE[str(kind)]
+        except KeyError:
+            raise TypeError(f"{record.__name__}.{f.name}: no column codec for {kind}") from None
+        cols.append(Column(f.name, sql_type, enc, dec))
+    _COLUMNS[record] = tuple(cols)
+    return _COLUMNS[record]
+
+
+def encode(record: Any) -> tuple[Scalar, ...]:
+    return tuple(c.encode(getattr(record, c.name)) for c in columns(type(record)))
+
+
+def decode(record: type[Any], row: typing.Sequence[Any]) -> Any:
+    return record(**{c.name: c.decode(v) for c, v in zip(columns(record), row, strict=True)})

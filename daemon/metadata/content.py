@@ -1,0 +1,434 @@
+"""Content as each namespace sees it, over a shared content backend
+(containerd's metadata/content.go).
+
+The backend (the local store or the content plugin through its proxy
+client) holds every blob once.  The metadata keeps, per namespace, which
+blobs that namespace has committed (with its own labels and times) and its
+ingests, so a blob written in one namespace is invisible in another until
+written there too.  Writing a blob the backend already holds (another
+namespace committed it) with its expected digest costs nothing: the ingest
+only records the digest and commits at once ("shared" policy, containerd's
+default).
+
+Backend refs are namespaced (``<ns>/<seq>/<ref>``) so the same ref in two
+namespaces never names one ingest.  Ingests that no lease holds expire after
+a day; the collector drops them and aborts backend ingests nothing records.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime
+
+from api import errdefs, filters
+from daemon.metadata import records
+from daemon.metadata.db import MetadataDB, ensure_namespace
+from daemon.metadata.leases import CONTENT, INGESTS, add_to_lease, remove_from_lease
+from daemon.metadata.locks import RWLock
+from daemon.metadata.store import BLOBS, Tx
+from daemon.metadata.store import INGESTS as INGESTS_TABLE
+from daemon.metadata.validation import apply_label_paths, q, validate_digest, validate_labels
+from services.content.store import ContentStore, Info, ReaderAt, Status, Writer
+
+log = logging.getLogger(__name__)
+
+INGEST_EXPIRY_NS = 24 * 3600 * 10**9
+
+
+def _dt(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / 1e9, UTC)
+
+
+def _info(blob: records.Blob) -> Info:
+    return Info(blob.digest, blob.size, _dt(blob.created_at), _dt(blob.updated_at), blob.labels)
+
+
+def _not_found(digest: str) -> errdefs.NotFound:
+    return errdefs.NotFound(f"content digest {digest}")
+
+
+class NamespacedContent:
+    """The namespaced content store; every call names its namespace (and lease)."""
+
+    def __init__(self, db: MetadataDB, backend: ContentStore, *, shared: bool = True) -> None:
+        self.db = db
+        self.backend = backend
+        self.shared = shared
+        self.lock = RWLock()
+
+    async def info(self, ns: str, digest: str) -> Info:
+        """Raises InvalidArgument for a malformed digest, NotFound."""
+        validate_digest(digest)
+        blob = await self.db.view(lambda tx: tx.get(BLOBS, ns, digest))
+        if blob is None:
+            raise _not_found(digest)
+        return _info(blob)
+
+    async def update(self, ns: str, info: Info, paths: Sequence[str] = ()) -> Info:
+        """Change this namespace's labels of a blob (``labels``, ``labels.<key>``).
+
+        Raises InvalidArgument (digest, path, label), NotFound.
+        """
+        validate_digest(info.digest)
+
+        def txn(tx: Tx) -> records.Blob:
+            blob = tx.get(BLOBS, ns, info.digest)
+            if blob is None:
+                raise _not_found(info.digest)
+            labels: Mapping[str, str] = blob.labels
+            for path in paths or ["labels"]:
+                applied = apply_label_paths(labels, info.labels, path)
+                if applied is None:
+                    raise errdefs.InvalidArgument(
+                        f"cannot update {q(path)} field on content info {q(info.digest)}"
+                    )
+                labels = applied
+            validate_labels(labels, "info.Labels")
+            updated = dataclasses.replace(blob, labels=labels, updated_at=records.now_ns())
+            tx.put(BLOBS, updated)
+            return updated
+
+        async with self.lock.shared():
+            return _info(await self.db.update(txn))
+
+    async def walk(self, ns: str, exprs: Sequence[str] = ()) -> builtins.list[Info]:
+        """Raises InvalidArgument for a filter that does not parse."""
+        flt = filters.parse_all(*exprs)
+        blobs = await self.db.view(lambda tx: tx.scan(BLOBS, ns))
+        return [
+            _info(b) for b in blobs if flt.match(filters.adapt_content_info(b.digest, b.labels))
+        ]
+
+    async def delete(self, ns: str, digest: str, lease: str = "") -> None:
+        """Forget the blob in ``ns``; the collector frees the bytes when no
+        namespace has it any more.  Raises InvalidArgument, NotFound."""
+        validate_digest(digest)
+
+        def txn(tx: Tx) -> None:
+            if not tx.delete(BLOBS, ns, digest):
+                raise _not_found(digest)
+            remove_from_lease(tx, ns, lease, CONTENT, digest)
+
+        async with self.lock.shared():
+            await self.db.update(txn, dirty=True, content=True)
+
+    async def reader(self, ns: str, digest: str) -> ReaderAt:
+        """Raises InvalidArgument, NotFound (also when only another namespace has it)."""
+        await self.info(ns, digest)
+        return await self.backend.reader(digest)
+
+    async def status(self, ns: str, ref: str) -> Status:
+        """Raises NotFound when ``ns`` has no ingest ``ref``."""
+        ingest = await self.db.view(lambda tx: tx.get(INGESTS_TABLE, ns, ref))
+        if ingest is None:
+            raise errdefs.NotFound(f"reference {ref}")
+        st = await self.backend.status(ingest.backend_ref)
+        return dataclasses.replace(st, ref=ref)
+
+    async def list_statuses(self, ns: str, exprs: Sequence[str] = ()) -> builtins.list[Status]:
+        """Raises InvalidArgument for a filter that does not parse."""
+        flt = filters.parse_all(*exprs)
+        ingests = await self.db.view(lambda tx: tx.scan(INGESTS_TABLE, ns))
+        out = []
+        for ingest in ingests:
+            try:
+                st = await self.backend.status(ingest.backend_ref)
+            except errdefs.NotFound:
+                continue
+            st = dataclasses.replace(st, ref=ingest.ref)
+            if flt.match(filters.adapt_content_status(st.ref)):
+                out.append(st)
+        return out
+
+    async def abort(self, ns: str, ref: str, lease: str = "") -> None:
+        """Drop the ingest ``ref`` of ``ns``.  Raises NotFound."""
+
+        def txn(tx: Tx) -> records.Ingest:
+            ingest = tx.get(INGESTS_TABLE, ns, ref)
+            if ingest is None:
+                raise errdefs.NotFound(f"reference {ref}")
+            tx.delete(INGESTS_TABLE, ns, ref)
+            remove_from_lease(tx, ns, lease, INGESTS, ref)
+            return ingest
+
+        async with self.lock.shared():
+            ingest = await self.db.update(txn)
+            if not ingest.expected:
+                # A shared ingest has no backend ingest of its own.
+                with contextlib.suppress(errdefs.NotFound):
+                    await self.backend.abort(ingest.backend_ref)
+
+    async def writer(
+        self, ns: str, ref: str, total: int = 0, expected: str = "", lease: str = ""
+    ) -> NamespacedWriter:
+        """Begin or resume the ingest ``ref`` of ``ns``.
+
+        Raises InvalidArgument (empty ref, digest), AlreadyExists when ``ns``
+        already has ``expected`` (it is added to ``lease`` first), NotFound
+        when ``lease`` does not exist, Unavailable when the ref is locked.
+        """
+        if not ref:
+            raise errdefs.InvalidArgument("ref must not be empty")
+        if expected:
+            validate_digest(expected)
+        async with self.lock.shared():
+            if expected:
+
+                def hold(tx: Tx) -> bool:
+                    if tx.get(BLOBS, ns, expected) is None:
+                        return False
+                    # Hold it for the caller's lease, so that removing other
+                    # references during the lease cannot free it.
+                    add_to_lease(tx, ns, lease, CONTENT, expected)
+                    return True
+
+                if await self.db.update(hold):
+                    raise errdefs.AlreadyExists(f"content {expected}")
+            shared = False
+            if expected and self.shared:
+                try:
+                    binfo = await self.backend.info(expected)
+                except errdefs.NotFound:
+                    pass
+                else:
+                    if total in (0, binfo.size):
+                        shared, total = True, binfo.size
+
+            def begin(tx: Tx) -> tuple[records.Ingest, bool]:
+                ensure_namespace(tx, ns)
+                current = tx.get(INGESTS_TABLE, ns, ref)
+                now = records.now_ns()
+                bref = current.backend_ref if current else f"{ns}/{tx.next_sequence()}/{ref}"
+                add_to_lease(tx, ns, lease, INGESTS, ref)
+                ingest = records.Ingest(
+                    ns,
+                    ref,
+                    bref,
+                    expected=expected if shared else "",
+                    total=total,
+                    expire_at=0 if lease else now + INGEST_EXPIRY_NS,
+                    started_at=current.started_at if current else now,
+                )
+                tx.put(INGESTS_TABLE, ingest)
+                return ingest, current is None
+
+            ingest, created = await self.db.update(begin)
+            backend_writer: Writer | None = None
+            if not shared:
+                try:
+                    # Not the expected digest: the caller must prove the
+                    # bytes before the blob shows in this namespace.
+                    backend_writer = await self.backend.writer(ingest.backend_ref, total)
+                except BaseException:
+                    if created:
+                        await self.db.update(lambda tx: _drop_ingest(tx, ns, ref, lease))
+                    raise
+        return NamespacedWriter(self, ingest, lease, backend_writer)
+
+    async def garbage_collect(self) -> int:
+        """Delete backend blobs no namespace has and abort backend ingests no
+        namespace records; returns how many objects went."""
+        async with self.lock.exclusive():
+
+            def seen(tx: Tx) -> tuple[set[str], set[str]]:
+                blobs = {b.digest for b in tx.scan(BLOBS)}
+                refs = set()
+                for ingest in tx.scan(INGESTS_TABLE):
+                    refs.add(ingest.backend_ref)
+                    if ingest.expected:
+                        # The expected blob may belong to another namespace
+                        # that removes it meanwhile: the ingest keeps it.
+                        blobs.add(ingest.expected)
+                return blobs, refs
+
+            blobs, refs = await self.db.view(seen)
+            removed = 0
+            doomed = [info.digest async for info in self.backend.walk() if info.digest not in blobs]
+            for digest in doomed:
+                with contextlib.suppress(errdefs.NotFound):
+                    await self.backend.delete(digest)
+                    removed += 1
+                    log.debug("gc: removed content %s", digest)
+            for st in await self.backend.list_statuses():
+                if st.ref not in refs:
+                    with contextlib.suppress(errdefs.NotFound):
+                        await self.backend.abort(st.ref)
+                        removed += 1
+                        log.debug("gc: aborted ingest %s", st.ref)
+            return removed
+
+
+def _drop_ingest(tx: Tx, ns: str, ref: str, lease: str) -> None:
+    tx.delete(INGESTS_TABLE, ns, ref)
+    remove_from_lease(tx, ns, lease, INGESTS, ref)
+
+
+class NamespacedWriter:
+    """The writer of one namespace's ingest; ``Writer`` protocol."""
+
+    def __init__(
+        self,
+        content: NamespacedContent,
+        ingest: records.Ingest,
+        lease: str,
+        backend_writer: Writer | None,
+    ) -> None:
+        self._content = content
+        self._ingest = ingest
+        self._lease = lease
+        self._w = backend_writer
+        self._committed = ""
+
+    @property
+    def ref(self) -> str:
+        return self._ingest.ref
+
+    async def status(self) -> Status:
+        if self._w is not None:
+            return dataclasses.replace(await self._w.status(), ref=self.ref)
+        i = self._ingest
+        started = _dt(i.started_at)
+        return Status(self.ref, i.total, i.total, started, started, i.expected)
+
+    def digest(self) -> str:
+        if self._w is not None:
+            return self._w.digest()
+        return self._committed or self._ingest.expected
+
+    async def _unshare(self, size: int) -> Writer:
+        """Turn a shared ingest into a real one, copying ``size`` bytes of the
+        expected blob (the caller is rewriting it)."""
+        backend = self._content.backend
+        w = await backend.writer(self._ingest.backend_ref, self._ingest.total)
+        try:
+            if size > 0:
+                async with await backend.reader(self._ingest.expected) as ra:
+                    async for chunk in ra.chunks(0, size):
+                        await w.write(chunk)
+        except BaseException:
+            await w.close()
+            raise
+        self._w = w
+        return w
+
+    async def write(self, data: bytes) -> int:
+        w = self._w
+        if w is None:
+            if not data:
+                return 0
+            w = await self._unshare(self._ingest.total)
+        return await w.write(data)
+
+    async def truncate(self, size: int) -> None:
+        if self._w is not None:
+            await self._w.truncate(size)
+        else:
+            await self._unshare(size)
+
+    async def commit(
+        self, size: int = 0, expected: str = "", labels: Mapping[str, str] | None = None
+    ) -> str:
+        """Commit into the namespace; ``Writer.commit``'s errors.  AlreadyExists
+        when the namespace already has the blob (the ingest is dropped)."""
+        ingest = self._ingest
+        content = self._content
+        try:
+            validate_labels(labels, "info.Labels")
+        except errdefs.InvalidArgument:
+            await self.close()
+            raise
+        async with content.lock.shared():
+            if self._w is None:
+                if size and size != ingest.total:
+                    raise errdefs.FailedPrecondition(
+                        f"{q(self.ref)} failed size validation: {ingest.total} != {size}"
+                    )
+                if expected and expected != ingest.expected:
+                    raise errdefs.FailedPrecondition(f"{q(self.ref)} unexpected digest")
+                actual, size = ingest.expected, ingest.total
+            else:
+                w = self._w
+                st = await w.status()
+                if size and size != st.offset:
+                    await self.close()
+                    raise errdefs.FailedPrecondition(
+                        f"{q(self.ref)} failed size validation: {st.offset} != {size}"
+                    )
+                size = st.offset
+                try:
+                    actual = await w.commit(size, expected)
+                except errdefs.AlreadyExists:
+                    # Another namespace committed the same bytes first.
+                    actual = w.digest() or expected
+                    if not actual:
+                        raise
+                finally:
+                    self._w = None
+            blob = records.Blob(
+                ingest.namespace, actual, size, dict(labels or {}), records.now_ns(), 0
+            )
+            blob = dataclasses.replace(blob, updated_at=blob.created_at)
+            lease = self._lease
+
+            def txn(tx: Tx) -> bool:
+                ns = ingest.namespace
+                tx.delete(INGESTS_TABLE, ns, ingest.ref)
+                remove_from_lease(tx, ns, lease, INGESTS, ingest.ref)
+                add_to_lease(tx, ns, lease, CONTENT, actual)
+                if tx.get(BLOBS, ns, actual) is not None:
+                    return False
+                ensure_namespace(tx, ns)
+                tx.put(BLOBS, blob)
+                return True
+
+            self._committed = actual
+            if not await content.db.update(txn):
+                raise errdefs.AlreadyExists(f"content {actual}")
+            return actual
+
+    async def close(self) -> None:
+        if self._w is not None:
+            w, self._w = self._w, None
+            await w.close()
+
+
+class NamespaceView:
+    """One namespace (and lease) of a ``NamespacedContent``, as a plain
+    ``ContentStore``: what the Content servicer and in-process callers use."""
+
+    def __init__(self, content: NamespacedContent, namespace: str, lease: str = "") -> None:
+        self.content = content
+        self.namespace = namespace
+        self.lease = lease
+
+    async def info(self, digest: str) -> Info:
+        return await self.content.info(self.namespace, digest)
+
+    async def update(self, info: Info, fieldpaths: Sequence[str] = ()) -> Info:
+        return await self.content.update(self.namespace, info, fieldpaths)
+
+    async def walk(self, filters: Sequence[str] = ()) -> AsyncIterator[Info]:
+        for info in await self.content.walk(self.namespace, filters):
+            yield info
+
+    async def delete(self, digest: str) -> None:
+        await self.content.delete(self.namespace, digest, self.lease)
+
+    async def reader(self, digest: str) -> ReaderAt:
+        return await self.content.reader(self.namespace, digest)
+
+    async def status(self, ref: str) -> Status:
+        return await self.content.status(self.namespace, ref)
+
+    async def list_statuses(self, filters: Sequence[str] = ()) -> builtins.list[Status]:
+        return await self.content.list_statuses(self.namespace, filters)
+
+    async def writer(self, ref: str, total: int = 0, expected: str = "") -> NamespacedWriter:
+        return await self.content.writer(self.namespace, ref, total, expected, self.lease)
+
+    async def abort(self, ref: str) -> None:
+        await self.content.abort(self.namespace, ref, self.lease)

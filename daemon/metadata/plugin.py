@@ -1,0 +1,250 @@
+"""The metadata plugins, containerd's ids and types:
+
+- ``io.containerd.metadata.v1 berthd``: the metadata database over the
+  content store and the snapshotters loaded before it (our proxy plugins);
+- ``io.containerd.gc.v1 scheduler``: the collector's schedule;
+- ``io.containerd.service.v1 <name>-service`` and ``io.containerd.grpc.v1
+  <name>`` for namespaces, images, containers, leases, content and snapshots.
+
+Proxy plugins reach the layer as typed clients (``ProxyContentStore``,
+``ProxySnapshotter``) over the daemon's own connection to each plugin
+(``daemon.proxychannel``): a plugin that is down makes only its calls fail,
+at once, with Unavailable naming it; it is used again as soon as it is back;
+and every call shows in the per-plugin metrics.  A content or
+snapshot plugin whose instance already is a store (in-process) is used as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from api import errdefs
+from daemon import health as daemon_health
+from daemon import registry
+from daemon.events import plugin as events_plugin
+from daemon.events.exchange import Exchange
+from daemon.metadata.scheduler import GCScheduler, SchedulerConfig
+from daemon.metadata.services import MetadataServices, Service
+from daemon.metadata.sqlite import SqliteStore
+from daemon.proxy import ProxyConnection
+from daemon.proxychannel import ConnectionChannel
+from daemon.registry import InitContext, Registration
+from daemon.service import GrpcService
+from services.content.proxy import ProxyContentStore
+from services.content.store import ContentStore
+from services.harness.health import HealthServicer
+from services.snapshotter.proxy import ProxySnapshotter
+from services.snapshotter.snapshotter import Snapshotter
+
+log = logging.getLogger(__name__)
+
+METADATA_ID = "berthd"
+DB_FILE = "meta.db"
+
+
+@dataclass(frozen=True)
+class MetadataConfig:
+    """``[plugins."io.containerd.metadata.v1.berthd"]``."""
+
+    backend: str = "sqlite"  # etcd: not yet
+    # containerd's bolt plugin key: "shared" lets a namespace take a blob
+    # another namespace has by naming its digest; "isolated" makes it send
+    # the bytes.
+    content_sharing_policy: str = "shared"
+    # SQLite's synchronous pragma: FULL (durable at every commit) or NORMAL.
+    synchronous: str = "FULL"
+
+
+@dataclass(frozen=True)
+class GCConfig:
+    """``[plugins."io.containerd.gc.v1.scheduler"]``, containerd's keys; delays are
+    Go durations ("0s", "100ms")."""
+
+    pause_threshold: float = 0.02
+    deletion_threshold: int = 0
+    mutation_threshold: int = 100
+    schedule_delay: str = "0s"
+    startup_delay: str = "100ms"
+
+
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go duration ("1m30s", "100ms", "0"); InvalidArgument otherwise."""
+    if text in ("0", ""):
+        return 0.0
+    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text.lstrip("+"):
+        raise errdefs.InvalidArgument(f"invalid duration {text!r}")
+    return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+def _content_backend(ic: InitContext) -> ContentStore | None:
+    for name, p in ic.by_type(registry.CONTENT).items():
+        if p.error is not None:
+            continue
+        inst = p.instance
+        if isinstance(inst, ProxyConnection):
+            return ProxyContentStore(ConnectionChannel(inst), name=inst.describe)  # type: ignore[arg-type]
+        if hasattr(inst, "writer") and hasattr(inst, "walk"):
+            return inst  # type: ignore[return-value]
+        log.warning("content plugin %s is not a content store; ignored", name)
+    return None
+
+
+def _snapshotters(ic: InitContext) -> dict[str, Snapshotter]:
+    out: dict[str, Snapshotter] = {}
+    for name, p in ic.by_type(registry.SNAPSHOT).items():
+        if p.error is not None:
+            continue
+        inst = p.instance
+        if isinstance(inst, ProxyConnection):
+            out[name] = ProxySnapshotter(
+                ConnectionChannel(inst),  # type: ignore[arg-type]
+                name,
+                context=inst.describe,
+            )
+        elif isinstance(inst, Snapshotter):
+            out[name] = inst
+        else:
+            log.warning("snapshotter plugin %s is not a snapshotter; ignored", name)
+    return out
+
+
+async def _init_metadata(ic: InitContext) -> MetadataServices:
+    cfg: MetadataConfig = ic.config
+    if cfg.backend != "sqlite":
+        raise errdefs.InvalidArgument(f"metadata backend {cfg.backend!r} is not supported")
+    if cfg.content_sharing_policy not in ("shared", "isolated"):
+        raise errdefs.InvalidArgument(
+            f"unknown content sharing policy {cfg.content_sharing_policy!r}"
+        )
+    exchange = ic.plugins.get(registry.EVENT)
+    assert isinstance(exchange, Exchange)
+    path = os.path.join(ic.root, DB_FILE)
+    store = SqliteStore(path, synchronous=cfg.synchronous)
+    content = _content_backend(ic)
+    snapshotters = _snapshotters(ic)
+    ic.meta.exports["path"] = path
+    ic.meta.exports["policy"] = cfg.content_sharing_policy
+    md = MetadataServices(
+        store,
+        content,
+        snapshotters,
+        exchange,
+        shared_content=cfg.content_sharing_policy == "shared",
+    )
+    return md
+
+
+def _metadata(ic: InitContext) -> MetadataServices:
+    md = ic.plugins.get(registry.METADATA)
+    assert isinstance(md, MetadataServices)
+    return md
+
+
+async def _init_gc(ic: InitContext) -> GCScheduler:
+    cfg: GCConfig = ic.config
+    md = _metadata(ic)
+    md.configure_gc(
+        SchedulerConfig(
+            pause_threshold=cfg.pause_threshold,
+            deletion_threshold=cfg.deletion_threshold,
+            mutation_threshold=cfg.mutation_threshold,
+            schedule_delay=parse_duration(cfg.schedule_delay),
+            startup_delay=parse_duration(cfg.startup_delay),
+        )
+    )
+    metrics = ic.extras.get("metrics")
+    registry_ = getattr(metrics, "registry", None)
+    if registry_ is not None:
+        md.register_metrics(registry_)
+    md.start()
+    s = md.scheduler
+    ic.meta.exports.update(
+        {
+            "PauseThreshold": str(s.pause_threshold),
+            "DeletionThreshold": str(s.deletion_threshold),
+            "MutationThreshold": str(s.mutation_threshold),
+            "ScheduleDelay": cfg.schedule_delay,
+        }
+    )
+    return s
+
+
+def _service_init(name: str) -> Callable[[InitContext], Any]:
+    async def init(ic: InitContext) -> Service:
+        for svc in _metadata(ic).grpc_services():
+            if svc.name.rsplit(".", 1)[-1].lower() == name:
+                return svc
+        raise registry.SkipPlugin(f"no {name} backend loaded")
+
+    return init
+
+
+# The services whose health follows the proxy plugins behind them.
+_BACKED_BY = {"content": registry.CONTENT, "snapshots": registry.SNAPSHOT}
+
+
+def _grpc_init(name: str) -> Callable[[InitContext], Any]:
+    async def init(ic: InitContext) -> GrpcService:
+        svc = ic.plugins.get_by_id(registry.SERVICE, f"{name}-service")
+        assert isinstance(svc, Service)
+        on_serving = None
+        health = ic.extras.get("health")
+        if name in _BACKED_BY and isinstance(health, HealthServicer):
+            conns = [
+                p.instance
+                for p in ic.by_type(_BACKED_BY[name]).values()
+                if isinstance(p.instance, ProxyConnection)
+            ]
+            if conns:
+                on_serving = daemon_health.follow(health, svc.name, conns)
+        return GrpcService((svc.name,), svc.register, on_serving=on_serving)
+
+    return init
+
+
+_SERVICES = ("namespaces", "images", "containers", "leases", "content", "snapshots")
+
+REGISTRATIONS: tuple[Registration, ...] = (
+    Registration(
+        registry.METADATA,
+        METADATA_ID,
+        _init_metadata,
+        (registry.CONTENT, registry.SNAPSHOT, registry.EVENT),
+        MetadataConfig,
+    ),
+    Registration(registry.GC, "scheduler", _init_gc, (registry.METADATA,), GCConfig),
+    *(
+        Registration(
+            registry.SERVICE,
+            f"{name}-service",
+            _service_init(name),
+            (registry.METADATA, registry.GC, registry.EVENT),
+        )
+        for name in _SERVICES
+    ),
+    *(
+        Registration(registry.GRPC, name, _grpc_init(name), (registry.SERVICE,))
+        for name in _SERVICES
+    ),
+)
+
+
+def with_metadata(registrations: Sequence[Registration]) -> list[Registration]:
+    """``registrations`` with the metadata layer and the event plugins in.
+
+    The layer's content and snapshots services replace any registered under
+    the same URIs (the daemon's plain relays to the plugins): on the daemon
+    socket they must see namespaces, leases and GC.
+    """
+    ours = [*events_plugin.REGISTRATIONS, *REGISTRATIONS]
+    taken = {r.uri for r in ours}
+    return [*(r for r in registrations if r.uri not in taken), *ours]

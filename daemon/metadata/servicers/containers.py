@@ -1,0 +1,120 @@
+"""containerd.services.containers.v1.Containers (services/containers/local.go)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from google.protobuf import empty_pb2
+
+from api import errdefs
+from api.containerd.events import container_pb2 as events
+from api.containerd.services.containers.v1 import containers_pb2 as api
+from api.containerd.services.containers.v1 import containers_pb2_grpc
+from daemon.events.exchange import Publisher
+from daemon.metadata import records
+from daemon.metadata.containers import ContainerStore
+from daemon.metadata.servicers.common import Context, any_bytes, namespace, to_any, ts
+
+SERVICE_NAME = "containerd.services.containers.v1.Containers"
+
+
+def to_proto(c: records.Container) -> api.Container:
+    out = api.Container(
+        id=c.id,
+        labels=dict(c.labels),
+        image=c.image,
+        runtime=api.Container.Runtime(name=c.runtime_name, options=to_any(c.runtime_options)),
+        spec=to_any(c.spec),
+        snapshotter=c.snapshotter,
+        snapshot_key=c.snapshot_key,
+        created_at=ts(c.created_at),
+        updated_at=ts(c.updated_at),
+        sandbox=c.sandbox,
+    )
+    for k, v in c.extensions.items():
+        out.extensions[k].ParseFromString(v)
+    return out
+
+
+def from_proto(ns: str, c: api.Container) -> records.Container:
+    return records.Container(
+        namespace=ns,
+        id=c.id,
+        runtime_name=c.runtime.name,
+        runtime_options=any_bytes(c.runtime, "options"),
+        spec=any_bytes(c, "spec"),
+        labels=dict(c.labels),
+        image=c.image,
+        snapshotter=c.snapshotter,
+        snapshot_key=c.snapshot_key,
+        extensions={k: v.SerializeToString(deterministic=True) for k, v in c.extensions.items()},
+        sandbox=c.sandbox,
+    )
+
+
+class ContainersServicer(containers_pb2_grpc.ContainersServicer):
+    def __init__(self, store: ContainerStore, publisher: Publisher) -> None:
+        self.store = store
+        self.publisher = publisher
+
+    async def Get(
+        self, request: api.GetContainerRequest, context: Context
+    ) -> api.GetContainerResponse:
+        c = await self.store.get(namespace(context), request.id)
+        return api.GetContainerResponse(container=to_proto(c))
+
+    async def List(
+        self, request: api.ListContainersRequest, context: Context
+    ) -> api.ListContainersResponse:
+        found = await self.store.list(namespace(context), list(request.filters))
+        return api.ListContainersResponse(containers=[to_proto(c) for c in found])
+
+    async def ListStream(
+        self, request: api.ListContainersRequest, context: Context
+    ) -> AsyncIterator[api.ListContainerMessage]:
+        found = await self.store.list(namespace(context), list(request.filters))
+        for c in found:
+            yield api.ListContainerMessage(container=to_proto(c))
+
+    async def Create(
+        self, request: api.CreateContainerRequest, context: Context
+    ) -> api.CreateContainerResponse:
+        ns = namespace(context)
+        created = to_proto(await self.store.create(from_proto(ns, request.container)))
+        event = events.ContainerCreate(
+            id=created.id,
+            image=created.image,
+            runtime=events.ContainerCreate.Runtime(
+                name=created.runtime.name,
+                options=created.runtime.options if created.runtime.HasField("options") else None,
+            ),
+        )
+        await self.publisher.publish(ns, event)
+        return api.CreateContainerResponse(container=created)
+
+    async def Update(
+        self, request: api.UpdateContainerRequest, context: Context
+    ) -> api.UpdateContainerResponse:
+        if not request.container.id:
+            raise errdefs.InvalidArgument("Container.ID required")
+        ns = namespace(context)
+        paths = list(request.update_mask.paths) if request.HasField("update_mask") else []
+        updated = to_proto(await self.store.update(from_proto(ns, request.container), paths))
+        await self.publisher.publish(
+            ns,
+            events.ContainerUpdate(
+                id=updated.id,
+                image=updated.image,
+                labels=dict(updated.labels),
+                snapshot_key=updated.snapshot_key,
+            ),
+        )
+        return api.UpdateContainerResponse(container=updated)
+
+    async def Delete(
+        self, request: api.DeleteContainerRequest, context: Context
+    ) -> empty_pb2.Empty:
+        ns = namespace(context)
+        await self.store.delete(ns, request.id)
+        await self.publisher.publish(ns, events.ContainerDelete(id=request.id))
+        return empty_pb2.Empty()

@@ -1,0 +1,223 @@
+"""The SQLite metadata store (the default backend of ``MetadataStore``).
+
+One table per record type (``daemon.metadata.store.TABLES``), keyed by the
+record's key fields, plus ``meta`` for the schema version and the sequence.
+The database runs in WAL mode with ``synchronous=FULL``: a transaction that
+returned is on disk, and a crash (kill -9, power loss) leaves the database
+as of the last committed transaction — never half of one.
+
+Writes are serialised on one thread with one connection (SQLite allows one
+writer anyway); reads run on a small pool of threads, each with its own
+connection, and see the last committed state.  Transaction functions run on
+those threads, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from api import errdefs
+from daemon.metadata import codec
+from daemon.metadata.store import TABLES, R, Table
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+READERS = 2
+
+
+def _ddl(table: Table[Any]) -> str:
+    cols = ", ".join(f"{c.name} {c.sql_type}" for c in codec.columns(table.record))
+    return (
+        f"CREATE TABLE IF NOT EXISTS {table.name} ({cols}, "
+        f"PRIMARY KEY ({', '.join(table.key)})) WITHOUT ROWID"
+    )
+
+
+def _where(table: Table[Any], n: int) -> str:
+    if n > len(table.key):
+        raise errdefs.InvalidArgument(f"{table.name}: key has {len(table.key)} fields, got {n}")
+    if n == 0:
+        return ""
+    return " WHERE " + " AND ".join(f"{k} = ?" for k in table.key[:n])
+
+
+class SqliteTx:
+    """A ``Tx`` on one connection inside an open SQLite transaction."""
+
+    def __init__(self, conn: sqlite3.Connection, writable: bool) -> None:
+        self._conn = conn
+        self._writable = writable
+
+    @property
+    def writable(self) -> bool:
+        return self._writable
+
+    def _check_writable(self) -> None:
+        if not self._writable:
+            raise errdefs.InvalidArgument("write in a read-only metadata transaction")
+
+    def get(self, table: Table[R], *key: str) -> R | None:
+        if len(key) != len(table.key):
+            raise errdefs.InvalidArgument(f"{table.name}: get needs the full key")
+        row = self._conn.execute(
+            f"SELECT * FROM {table.name}{_where(table, len(key))}", key
+        ).fetchone()
+        return None if row is None else codec.decode(table.record, row)
+
+    def scan(self, table: Table[R], *prefix: str) -> list[R]:
+        order = ", ".join(table.key)
+        rows = self._conn.execute(
+            f"SELECT * FROM {table.name}{_where(table, len(prefix))} ORDER BY {order}", prefix
+        ).fetchall()
+        return [codec.decode(table.record, row) for row in rows]
+
+    def count(self, table: Table[R], *prefix: str) -> int:
+        row = self._conn.execute(
+            f"SELECT COUNT(*) FROM {table.name}{_where(table, len(prefix))}", prefix
+        ).fetchone()
+        return int(row[0])
+
+    def put(self, table: Table[R], record: R) -> None:
+        self._check_writable()
+        values = codec.encode(record)
+        marks = ", ".join("?" for _ in values)
+        self._conn.execute(f"INSERT OR REPLACE INTO {table.name} VALUES ({marks})", values)
+
+    def delete(self, table: Table[R], *key: str) -> bool:
+        self._check_writable()
+        if len(key) != len(table.key):
+            raise errdefs.InvalidArgument(f"{table.name}: delete needs the full key")
+        cur = self._conn.execute(f"DELETE FROM {table.name}{_where(table, len(key))}", key)
+        return cur.rowcount > 0
+
+    def delete_all(self, table: Table[R], *prefix: str) -> int:
+        self._check_writable()
+        cur = self._conn.execute(f"DELETE FROM {table.name}{_where(table, len(prefix))}", prefix)
+        return int(cur.rowcount)
+
+    def next_sequence(self) -> int:
+        self._check_writable()
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'sequence'").fetchone()
+        value = (int(row[0]) if row else 0) + 1
+        self._conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('sequence', ?)", (str(value),)
+        )
+        return value
+
+
+class SqliteStore:
+    """``MetadataStore`` on the SQLite database file ``path``."""
+
+    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "FULL") -> None:
+        self.path = Path(path)
+        self._synchronous = synchronous
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="metadata-write")
+        self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="metadata-read")
+        self._closed = False
+        # Create the schema before anything else can read.
+        self._writer.submit(self._init_schema).result()
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    def _init_schema(self) -> None:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if row is not None and int(row[0]) > SCHEMA_VERSION:
+                raise errdefs.FailedPrecondition(
+                    f"metadata database {self.path} has schema {row[0]}, "
+                    f"newer than this berthd understands ({SCHEMA_VERSION})"
+                )
+            for table in TABLES:
+                conn.execute(_ddl(table))
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _run_write(self, fn: Callable[[SqliteTx], T]) -> T:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(SqliteTx(conn, writable=True))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    def _run_read(self, fn: Callable[[SqliteTx], T]) -> T:
+        conn = self._connection()
+        # A deferred transaction pins one snapshot of the WAL for every
+        # statement of ``fn``.
+        conn.execute("BEGIN")
+        try:
+            return fn(SqliteTx(conn, writable=False))
+        finally:
+            conn.execute("COMMIT")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise errdefs.Unavailable(f"metadata store {self.path} is closed")
+
+    async def view(self, fn: Callable[[SqliteTx], T]) -> T:
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._run_read, fn)
+
+    async def update(self, fn: Callable[[SqliteTx], T]) -> T:
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, self._run_write, fn)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self._shutdown)
+
+    def _shutdown(self) -> None:
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                log.exception("closing metadata connection to %s", self.path)

@@ -1,0 +1,211 @@
+"""A ``grpc.aio.Channel`` stand-in backed by a proxy plugin's connection.
+
+The metadata layer talks to the plugins through the typed proxy clients
+(``ProxyContentStore``, ``ProxySnapshotter``), which are built on generated
+stubs.  Handing those stubs a ``ConnectionChannel`` instead of a raw channel
+routes every call through the daemon's ``ProxyConnection``: a call to a plugin
+that is down fails at once with Unavailable naming the plugin and socket, a
+plugin that comes back is used on the next call (after a redial the live
+channel is picked up), and each call is counted in the per-plugin metrics.
+
+Only the surface the stubs and proxy clients use is provided: calling a
+multicallable, awaiting unary results, iterating streams, and ``write`` /
+``read`` / ``done_writing`` / ``cancel`` on stream calls.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+
+from api import errdefs, errgrpc
+from daemon.proxy import ProxyConnection
+
+Serializer = Callable[[Any], bytes] | None
+
+
+def _typed(exc: BaseException | None) -> BaseException | None:
+    """What the metrics record: a status as its typed error."""
+    if isinstance(exc, grpc.RpcError):
+        return errgrpc.from_rpc_error(exc)
+    return exc
+
+
+class ConnectionChannel:
+    def __init__(self, conn: ProxyConnection) -> None:
+        self.conn = conn
+
+    def unary_unary(
+        self,
+        method: str,
+        request_serializer: Serializer = None,
+        response_deserializer: Any = None,
+        **_: Any,
+    ) -> _UnaryUnary:
+        return _UnaryUnary(self.conn, method, request_serializer, response_deserializer)
+
+    def unary_stream(
+        self,
+        method: str,
+        request_serializer: Serializer = None,
+        response_deserializer: Any = None,
+        **_: Any,
+    ) -> _StreamFactory:
+        return _StreamFactory(
+            self.conn, method, "unary_stream", request_serializer, response_deserializer
+        )
+
+    def stream_unary(
+        self,
+        method: str,
+        request_serializer: Serializer = None,
+        response_deserializer: Any = None,
+        **_: Any,
+    ) -> _StreamUnary:
+        return _StreamUnary(self.conn, method, request_serializer, response_deserializer)
+
+    def stream_stream(
+        self,
+        method: str,
+        request_serializer: Serializer = None,
+        response_deserializer: Any = None,
+        **_: Any,
+    ) -> _StreamFactory:
+        return _StreamFactory(
+            self.conn, method, "stream_stream", request_serializer, response_deserializer
+        )
+
+
+class _Multicallable:
+    def __init__(self, conn: ProxyConnection, method: str, ser: Serializer, des: Any) -> None:
+        self.conn, self.method, self.ser, self.des = conn, method, ser, des
+
+
+class _UnaryUnary(_Multicallable):
+    def __call__(self, request: Any, **kwargs: Any) -> Any:
+        return self._invoke(request, kwargs)
+
+    async def _invoke(self, request: Any, kwargs: dict[str, Any]) -> Any:
+        start = time.perf_counter()
+        failure: BaseException | None = None
+        try:
+            channel = await self.conn.ready_channel()
+            return await channel.unary_unary(self.method, self.ser, self.des)(request, **kwargs)
+        except BaseException as e:
+            failure = e
+            raise
+        finally:
+            self.conn.record(self.method, start, _typed(failure))
+
+
+class _StreamUnary(_Multicallable):
+    def __call__(self, requests: Any, **kwargs: Any) -> Any:
+        return self._invoke(requests, kwargs)
+
+    async def _invoke(self, requests: Any, kwargs: dict[str, Any]) -> Any:
+        start = time.perf_counter()
+        failure: BaseException | None = None
+        try:
+            channel = await self.conn.ready_channel()
+            return await channel.stream_unary(self.method, self.ser, self.des)(requests, **kwargs)
+        except BaseException as e:
+            failure = e
+            raise
+        finally:
+            self.conn.record(self.method, start, _typed(failure))
+
+
+class _StreamFactory(_Multicallable):
+    def __init__(
+        self, conn: ProxyConnection, method: str, kind: str, ser: Serializer, des: Any
+    ) -> None:
+        super().__init__(conn, method, ser, des)
+        self.kind = kind
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _LazyCall:
+        def open_call(channel: grpc.aio.Channel) -> Any:
+            factory = getattr(channel, self.kind)(self.method, self.ser, self.des)
+            return factory(*args, **kwargs)
+
+        return _LazyCall(self.conn, self.method, open_call)
+
+
+class _LazyCall:
+    """A stream call opened on first use, once the plugin's channel is known to be up."""
+
+    def __init__(
+        self, conn: ProxyConnection, method: str, open_call: Callable[[grpc.aio.Channel], Any]
+    ) -> None:
+        self._conn = conn
+        self._method = method
+        self._open = open_call
+        self._call: Any = None
+        self._start = time.perf_counter()
+        self._finished = False
+        self._cancelled = False
+
+    def _finish(self, exc: BaseException | None) -> None:
+        if not self._finished:
+            self._finished = True
+            self._conn.record(self._method, self._start, _typed(exc))
+
+    async def _get(self) -> Any:
+        if self._call is None:
+            if self._cancelled:
+                raise errdefs.Canceled(f"{self._method} cancelled before it started")
+            try:
+                channel = await self._conn.ready_channel()
+            except BaseException as e:
+                self._finish(e)
+                raise
+            self._call = self._open(channel)
+        return self._call
+
+    async def write(self, request: Any) -> None:
+        call = await self._get()
+        try:
+            await call.write(request)
+        except BaseException as e:
+            self._finish(e)
+            raise
+
+    async def done_writing(self) -> None:
+        call = await self._get()
+        try:
+            await call.done_writing()
+        except BaseException as e:
+            self._finish(e)
+            raise
+
+    async def read(self) -> Any:
+        call = await self._get()
+        try:
+            msg = await call.read()
+        except BaseException as e:
+            self._finish(e)
+            raise
+        if msg is grpc.aio.EOF:
+            self._finish(None)
+        return msg
+
+    def cancel(self) -> bool:
+        self._cancelled = True
+        if self._call is not None and not self._finished:
+            self._finish(errdefs.Canceled(self._method))
+        return bool(self._call.cancel()) if self._call is not None else True
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Any]:
+        call = await self._get()
+        try:
+            async for msg in call:
+                yield msg
+        except BaseException as e:
+            self._finish(e)
+            raise
+        self._finish(None)

@@ -1,0 +1,236 @@
+"""Plugin processes the daemon starts itself, kept running until it stops.
+
+Each child runs in its own session (a Ctrl-C at the daemon's terminal is the
+daemon's to handle, not the children's), with the parent-death signal set so
+that a daemon killed with -9 does not leave plugins behind.  A child that
+exits while the daemon runs is restarted after an exponential backoff that
+resets once a child has stayed up for a while.  ``stop`` sends SIGTERM to
+every child, waits, then kills what is left and removes sockets they left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from api.errdefs import NotFound
+from daemon.metrics import DaemonMetrics
+
+log = logging.getLogger(__name__)
+
+# Run as `python -c _TRAMPOLINE PARENT_PID EXECUTABLE ARGS...`: ask the kernel
+# for SIGTERM when the daemon dies, make sure it has not died already, then
+# become the plugin.
+_TRAMPOLINE = """
+import ctypes, os, signal, sys
+ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(1)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    name: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    socket: str = ""  # removed after the child when nobody answers on it
+
+
+@dataclass
+class Child:
+    spec: ChildSpec
+    executable: str
+    process: asyncio.subprocess.Process | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    exits: int = 0
+    failures: int = 0
+    watcher: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        p = self.process
+        return p.pid if p is not None and p.returncode is None else None
+
+
+def find_executable(name: str) -> str:
+    """``name`` on PATH, else beside the running interpreter (an unactivated venv)."""
+    if os.sep in name:
+        if not os.access(name, os.X_OK):
+            raise NotFound(f"{name}: executable not found")
+        return name
+    dirs = [os.environ.get("PATH", os.defpath), os.path.dirname(sys.executable)]
+    if sys.argv and sys.argv[0]:
+        dirs.append(os.path.dirname(os.path.abspath(sys.argv[0])))
+    found = shutil.which(name, path=os.pathsep.join(dirs))
+    if found is None:
+        raise NotFound(f"{name}: executable not found in $PATH")
+    return found
+
+
+def _remove_stale_socket(path: str) -> None:
+    try:
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            return
+    except FileNotFoundError:
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        try:
+            probe.connect(path)
+            return  # someone serves it
+        except OSError:
+            pass
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+        log.info("removed stale socket %s", path)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        metrics: DaemonMetrics | None = None,
+        *,
+        stop_timeout: float = 10.0,
+        min_backoff: float = 0.1,
+        max_backoff: float = 5.0,
+        stable_after: float = 10.0,
+    ) -> None:
+        self.metrics = metrics
+        self.stop_timeout = stop_timeout
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
+        self.stable_after = stable_after
+        self._children: dict[str, Child] = {}
+        self._stopping = False
+        self._wake = asyncio.Event()
+
+    @property
+    def children(self) -> list[Child]:
+        return list(self._children.values())
+
+    def child(self, name: str) -> Child | None:
+        return self._children.get(name)
+
+    async def _spawn(self, child: Child) -> None:
+        env = dict(os.environ)
+        env.pop("NOTIFY_SOCKET", None)  # readiness is the daemon's to report
+        env.update(child.spec.env)
+        # No preexec_fn: running Python between fork and exec in a process
+        # with gRPC threads can crash the child; the trampoline sets the
+        # parent-death signal after exec instead (and lets vfork be used).
+        child.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-S",
+            "-I",
+            "-c",
+            _TRAMPOLINE,
+            str(os.getpid()),
+            child.executable,
+            *child.spec.argv[1:],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        child.started_at = time.monotonic()
+        log.info(
+            "started plugin %s (pid %d): %s",
+            child.spec.name,
+            child.process.pid,
+            " ".join(child.spec.argv),
+        )
+
+    async def start(self, spec: ChildSpec) -> Child:
+        """Start and supervise ``spec``; NotFound when its executable does not exist."""
+        if spec.name in self._children:
+            raise ValueError(f"plugin process {spec.name} already supervised")
+        child = Child(spec, find_executable(spec.argv[0]))
+        if spec.socket:
+            _remove_stale_socket(spec.socket)
+        await self._spawn(child)
+        self._children[spec.name] = child
+        child.watcher = asyncio.create_task(self._supervise(child), name=f"supervise-{spec.name}")
+        return child
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def _supervise(self, child: Child) -> None:
+        while not self._stopping:
+            if child.process is not None:
+                code = await child.process.wait()
+                child.exits += 1
+                if self._stopping:
+                    return
+                ran = time.monotonic() - child.started_at
+                if ran >= self.stable_after:
+                    child.failures = 0
+                log.warning(
+                    "plugin %s (pid %d) exited with %s after %.1fs",
+                    child.spec.name,
+                    child.process.pid,
+                    code,
+                    ran,
+                )
+                if child.spec.socket:
+                    _remove_stale_socket(child.spec.socket)
+            delay = min(self.max_backoff, self.min_backoff * 2**child.failures)
+            child.failures += 1
+            await self._pause(delay)
+            if self._stopping:
+                return
+            try:
+                await self._spawn(child)
+            except OSError as e:
+                log.error("restarting plugin %s failed: %s", child.spec.name, e)
+                child.process = None
+                continue
+            child.restarts += 1
+            if self.metrics is not None:
+                self.metrics.restarts.labels(child.spec.name).inc()
+
+    async def stop(self) -> None:
+        """SIGTERM every child, SIGKILL after ``stop_timeout``, reap, remove sockets."""
+        self._stopping = True
+        self._wake.set()
+        live = [c for c in self._children.values() if c.pid is not None]
+        for c in live:
+            assert c.process is not None
+            with contextlib.suppress(ProcessLookupError):
+                c.process.send_signal(signal.SIGTERM)
+
+        async def reap(c: Child) -> None:
+            assert c.process is not None
+            try:
+                await asyncio.wait_for(c.process.wait(), self.stop_timeout)
+            except TimeoutError:
+                log.warning(
+                    "plugin %s did not stop in %.0fs; killing it", c.spec.name, self.stop_timeout
+                )
+                with contextlib.suppress(ProcessLookupError):
+                    c.process.kill()
+                await c.process.wait()
+
+        await asyncio.gather(*(reap(c) for c in live))
+        for c in self._children.values():
+            if c.watcher is not None:
+                c.watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await c.watcher
+            if c.spec.socket:
+                _remove_stale_socket(c.spec.socket)
+        log.info("stopped %d supervised plugin(s)", len(live))

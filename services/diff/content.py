@@ -1,0 +1,81 @@
+"""The content store a differ reads and writes: the Content API at ``--content-address``.
+
+The differ works for the caller: its blob reads and writes happen in the
+caller's namespace and under the caller's lease, so an unpack's new blobs are
+protected from garbage collection exactly as if containerd's in-process
+differ had written them.  ``ContentConnection.for_request`` therefore answers
+a store whose every call carries the incoming request's ``containerd-namespace``
+and ``containerd-lease`` headers.
+
+Blob access goes through ``services.content.proxy`` (the content plugin's
+client); this module only binds it to a request's headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+import grpc
+
+from api import namespaces
+from services.content.proxy import ProxyContentStore
+from services.content.store import ContentStore, Info, ReaderAt, Writer
+from services.harness.server import CHANNEL_OPTIONS
+
+LEASE_HEADER = "containerd-lease"
+FORWARDED = (namespaces.GRPC_HEADER, LEASE_HEADER)
+
+Metadata = tuple[tuple[str, str], ...]
+
+
+def forwarded(incoming: Any) -> Metadata:
+    """The headers of an incoming request that outgoing calls repeat."""
+    out = []
+    for key, value in incoming or ():
+        if key.lower() in FORWARDED:
+            out.append((key.lower(), value.decode() if isinstance(value, bytes) else value))
+    return tuple(out)
+
+
+class ContentAdapter:
+    """The differ's ContentStore over a content store (a proxy one, or a local one in tests)."""
+
+    def __init__(self, store: ContentStore) -> None:
+        self._store = store
+
+    async def info(self, digest: str) -> Info:
+        return await self._store.info(digest)
+
+    async def reader(self, digest: str) -> ReaderAt:
+        return await self._store.reader(digest)
+
+    async def writer(self, ref: str, total: int = 0, expected: str = "") -> Writer:
+        return await self._store.writer(ref, total, expected)
+
+    async def update_labels(self, digest: str, labels: Mapping[str, str]) -> None:
+        info = await self._store.info(digest)
+        await self._store.update(
+            replace(info, labels={**info.labels, **labels}),
+            [f"labels.{key}" for key in labels],
+        )
+
+    async def abort(self, ref: str) -> None:
+        await self._store.abort(ref)
+
+
+class ContentConnection:
+    """One channel to the Content API, shared by every request."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        target = address if "://" in address else "unix://" + address
+        self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+
+    def for_request(self, metadata: Metadata) -> ContentAdapter:
+        name = f"content at {self.address}"
+        return ContentAdapter(ProxyContentStore(self._channel, metadata=metadata, name=name))
+
+    async def close(self) -> None:
+        await self._channel.close()

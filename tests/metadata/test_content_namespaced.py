@@ -1,0 +1,161 @@
+"""Content through the metadata layer: per-namespace visibility, labels and
+ingests over one shared backend."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+
+from api import errdefs
+from services.content.proxy import ProxyContentStore
+from services.content.store import Info
+from tests.conformance.leases import temporary_lease
+from tests.metadata.server import MetaServer
+
+
+def blob(size: int = 1000) -> tuple[bytes, str]:
+    data = os.urandom(size)
+    return data, "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+async def put(store: ProxyContentStore, data: bytes, ref: str = "r", **labels: str) -> str:
+    w = await store.writer(ref, len(data))
+    await w.write(data)
+    return await w.commit(len(data), "", labels or None)
+
+
+@pytest.fixture
+async def stores(ms: MetaServer) -> AsyncIterator[tuple[ProxyContentStore, ProxyContentStore]]:
+    async with temporary_lease(ms.channel, "a") as la, temporary_lease(ms.channel, "b") as lb:
+        yield (
+            ProxyContentStore(ms.channel, namespace="a", metadata=(la,)),
+            ProxyContentStore(ms.channel, namespace="b", metadata=(lb,)),
+        )
+
+
+def backend_blobs(ms: MetaServer) -> list[str]:
+    root = ms.content_backend.root / "blobs" / "sha256"
+    return sorted(p.name for p in root.iterdir()) if root.exists() else []
+
+
+async def test_a_blob_is_invisible_to_other_namespaces(
+    ms: MetaServer, stores: tuple[ProxyContentStore, ProxyContentStore]
+) -> None:
+    a, b = stores
+    data, dgst = blob()
+    assert await put(a, data) == dgst
+    assert (await a.info(dgst)).size == len(data)
+    with pytest.raises(errdefs.NotFound):
+        await b.info(dgst)
+    with pytest.raises(errdefs.NotFound):
+        await b.reader(dgst)
+    with pytest.raises(errdefs.NotFound):
+        await b.update(
+            Info(
+                dgst,
+                0,
+                (await a.info(dgst)).created_at,
+                (await a.info(dgst)).updated_at,
+                {"x": "y"},
+            )
+        )
+    with pytest.raises(errdefs.NotFound):
+        await b.delete(dgst)
+    assert [i.digest async for i in b.walk()] == []
+    assert [i.digest async for i in a.walk()] == [dgst]
+
+
+async def test_writing_a_blob_another_namespace_has_costs_nothing(
+    ms: MetaServer, stores: tuple[ProxyContentStore, ProxyContentStore]
+) -> None:
+    a, b = stores
+    data, dgst = blob(100_000)
+    await put(a, data)
+    # The expected digest exists in the backend: the ingest starts complete.
+    w = await b.writer("shared", len(data), dgst)
+    st = await w.status()
+    assert st.offset == len(data) and st.total == len(data)
+    assert await w.commit(len(data), dgst) == dgst
+    assert (await b.info(dgst)).size == len(data)
+    async with await b.reader(dgst) as r:
+        assert await r.read_at(0, len(data)) == data
+    assert backend_blobs(ms) == [dgst.split(":")[1]]
+
+
+async def test_rewriting_a_shared_blob_works_too(
+    ms: MetaServer, stores: tuple[ProxyContentStore, ProxyContentStore]
+) -> None:
+    a, b = stores
+    data, dgst = blob(5000)
+    await put(a, data)
+    # A client that writes the bytes anyway (offset 0 restarts the ingest).
+    w = await b.writer("again", len(data), dgst)
+    await w.truncate(0)
+    await w.write(data)
+    assert await w.commit(len(data), dgst) == dgst
+    assert (await b.info(dgst)).size == len(data)
+
+
+async def test_labels_belong_to_the_namespace(
+    stores: tuple[ProxyContentStore, ProxyContentStore],
+) -> None:
+    a, b = stores
+    data, dgst = blob()
+    await put(a, data, "ra", owner="a")
+    await put(b, data, "rb", owner="b")
+    assert (await a.info(dgst)).labels == {"owner": "a"}
+    assert (await b.info(dgst)).labels == {"owner": "b"}
+    info = await a.info(dgst)
+    await a.update(
+        Info(dgst, 0, info.created_at, info.updated_at, {"extra": "1"}), ["labels.extra"]
+    )
+    assert (await a.info(dgst)).labels == {"owner": "a", "extra": "1"}
+    assert (await b.info(dgst)).labels == {"owner": "b"}
+    assert [i.digest async for i in b.walk(["labels.owner==b"])] == [dgst]
+    assert [i.digest async for i in b.walk(["labels.owner==a"])] == []
+
+
+async def test_ingests_belong_to_the_namespace(
+    ms: MetaServer, stores: tuple[ProxyContentStore, ProxyContentStore]
+) -> None:
+    a, b = stores
+    # The same ref in two namespaces is two ingests, writable at once.
+    wa = await a.writer("same-ref", 10)
+    wb = await b.writer("same-ref", 10)
+    await wa.write(b"aaaa")
+    await wb.write(b"bb")
+    await wa.close()
+    await wb.close()
+    assert (await a.status("same-ref")).offset == 4
+    assert (await b.status("same-ref")).offset == 2
+    assert [s.ref for s in await a.list_statuses()] == ["same-ref"]
+    await a.abort("same-ref")
+    with pytest.raises(errdefs.NotFound):
+        await a.status("same-ref")
+    assert (await b.status("same-ref")).offset == 2
+    with pytest.raises(errdefs.NotFound):
+        await a.abort("same-ref")
+    # The backend knows them under namespaced refs.
+    refs = sorted(s.ref for s in await ms.content_backend.list_statuses())
+    assert len(refs) == 1 and refs[0].startswith("b/") and refs[0].endswith("/same-ref")
+
+
+async def test_deleting_in_one_namespace_keeps_the_bytes_for_the_other(
+    ms: MetaServer, stores: tuple[ProxyContentStore, ProxyContentStore]
+) -> None:
+    a, b = stores
+    data, dgst = blob()
+    await put(a, data, "ra")
+    await put(b, data, "rb")
+    await a.delete(dgst)
+    await ms.services.scheduler.schedule_and_wait()
+    with pytest.raises(errdefs.NotFound):
+        await a.info(dgst)
+    async with await b.reader(dgst) as r:
+        assert await r.read_at(0, 10) == data[:10]
+    await b.delete(dgst)
+    await ms.services.scheduler.schedule_and_wait()
+    assert backend_blobs(ms) == []
