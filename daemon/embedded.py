@@ -73,7 +73,8 @@ state = {state}
   [proxy_plugins.walking]
     type = "diff"
     address = {diff_sock}
-    command = ["berthd-diff", "--address", {diff_sock}, "--content-address", {address}]
+    command = ["berthd-diff", "--root", {diff_root}, "--address", {diff_sock}, \
+"--content-address", {address}]
     metrics_address = "auto"
 """
 
@@ -99,6 +100,7 @@ def default_toml(
         snap_sock=q(os.path.join(state, "snapshotter.sock")),
         snap_root=q(os.path.join(root, "io.containerd.snapshotter.v1.overlayfs")),
         diff_sock=q(os.path.join(state, "diff.sock")),
+        diff_root=q(os.path.join(root, "io.containerd.differ.v1.walking")),
     )
 
 

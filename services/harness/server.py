@@ -155,7 +155,6 @@ class PluginServer:
 
     async def serve(self) -> None:
         """Run until a signal stops the server (see the module docstring)."""
-        await self.start()
         loop = asyncio.get_running_loop()
         signalled = asyncio.Event()
         graceful: asyncio.Task[None] | None = None
@@ -169,9 +168,12 @@ class PluginServer:
                 log.warning("%s: second signal, forcing exit", self.name)
                 graceful.cancel()
 
+        # Handlers before start(): start() announces READY=1, and a SIGTERM
+        # that follows at once must already stop us gracefully.
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig)
         try:
+            await self.start()
             waiter = asyncio.ensure_future(self._stopped.wait())
             sig_wait = asyncio.ensure_future(signalled.wait())
             await asyncio.wait({waiter, sig_wait}, return_when=asyncio.FIRST_COMPLETED)

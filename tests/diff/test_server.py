@@ -186,25 +186,20 @@ def test_start_up_unmounts_what_a_crashed_run_left(containerd: Containerd) -> No
         leftover = root / "tmpmounts" / "berthd-mount-crashed"
         leftover.mkdir(parents=True)
         mounter.mount(Mount("bind", str(source), ("rbind",)), str(leftover))
-        assert str(leftover) in mountpoints()
-        address = str(d / "diff.sock")
-        proc = Proc(
-            [
-                PYTHON,
-                "-m",
-                "services.diff.main",
-                "--address",
-                address,
-                "--content-address",
-                containerd.address,
-                "--root",
-                str(root),
-            ],
-            d / "plugin.log",
-        )
         try:
-            wait_for_socket(address, proc=proc.popen)
-            assert not leftover.exists() and str(leftover) not in mountpoints()
-            assert source.exists()
+            assert str(leftover) in mountpoints()
+            address = str(d / "diff.sock")
+            argv = ["--address", address, "--content-address", containerd.address]
+            proc = Proc(
+                [PYTHON, "-m", "services.diff.main", *argv, "--root", str(root)],
+                d / "plugin.log",
+            )
+            try:
+                wait_for_socket(address, proc=proc.popen)
+                assert not leftover.exists() and str(leftover) not in mountpoints()
+                assert source.exists()
+            finally:
+                assert proc.stop() == 0, proc.output()
         finally:
-            assert proc.stop() == 0, proc.output()
+            if str(leftover) in mountpoints():  # the test failed: leave no mount behind
+                mounter.unmount_all(str(leftover))
