@@ -118,6 +118,7 @@ def _config_command(args: argparse.Namespace) -> None:
                 o.root or configuration.DEFAULT_ROOT,
                 o.state or configuration.DEFAULT_STATE,
                 o.metrics_address or "",
+                o.address,
             )
         )
         return

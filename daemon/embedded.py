@@ -80,14 +80,21 @@ state = {state}
 
 
 def default_toml(
-    root: str = DEFAULT_ROOT, state: str = DEFAULT_STATE, metrics_address: str = ""
+    root: str = DEFAULT_ROOT,
+    state: str = DEFAULT_STATE,
+    metrics_address: str = "",
+    address: str | None = None,
 ) -> str:
-    """The embedded default as a config file (``berthd config default``)."""
+    """The embedded default as a config file (``berthd config default``).
+
+    ``address`` (default ``<state>/berthd.sock``) also places the ttrpc socket
+    and is where the differ reaches content, so all three move together.
+    """
 
     def q(s: str) -> str:
         return json.dumps(s)
 
-    address = os.path.join(state, "berthd.sock")
+    address = address or os.path.join(state, "berthd.sock")
     return _DEFAULT_TEMPLATE.format(
         root=q(root),
         state=q(state),
@@ -107,5 +114,5 @@ def default_toml(
 def embedded_default(overrides: Overrides | None = None) -> Config:
     """The config used when no file exists: the default rendered for the overridden dirs."""
     o = overrides or Overrides()
-    text = default_toml(o.root or DEFAULT_ROOT, o.state or DEFAULT_STATE)
+    text = default_toml(o.root or DEFAULT_ROOT, o.state or DEFAULT_STATE, address=o.address)
     return resolve(parse_string(text, EMBEDDED_SOURCE), o)

@@ -16,8 +16,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
-import stat
 import subprocess
 import sys
 import time
@@ -26,6 +24,7 @@ from dataclasses import dataclass, field
 
 from api.errdefs import NotFound
 from daemon.metrics import DaemonMetrics
+from services.harness.server import AddressInUse, remove_stale_socket
 
 log = logging.getLogger(__name__)
 
@@ -82,21 +81,10 @@ def find_executable(name: str) -> str:
 
 
 def _remove_stale_socket(path: str) -> None:
-    try:
-        if not stat.S_ISSOCK(os.lstat(path).st_mode):
-            return
-    except FileNotFoundError:
-        return
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(0.5)
-        try:
-            probe.connect(path)
-            return  # someone serves it
-        except OSError:
-            pass
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-        log.info("removed stale socket %s", path)
+    # A live (or possibly live) socket is left alone: the child will report
+    # the address in use rather than us stealing it.
+    with contextlib.suppress(AddressInUse):
+        remove_stale_socket(path)
 
 
 class Supervisor:

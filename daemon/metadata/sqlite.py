@@ -175,10 +175,14 @@ class SqliteStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             result = fn(SqliteTx(conn, writable=True))
+            # Inside the try: a COMMIT that fails (SQLITE_BUSY, disk full)
+            # leaves the transaction open, and the next BEGIN on this
+            # connection would fail forever unless we roll back.
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
         return result
 
     def _run_read(self, fn: Callable[[SqliteTx], T]) -> T:

@@ -56,15 +56,13 @@ class AddressInUse(OSError):
     """Another live server already answers on the socket."""
 
 
-def prepare_socket(path: str, dir_mode: int = 0o711) -> None:
-    """Create the socket's directory and replace a stale socket.
+def remove_stale_socket(path: str) -> None:
+    """Remove ``path`` if it is a socket that refuses connections (a crashed predecessor).
 
-    A socket file nobody answers on is removed (a crashed predecessor); one a
-    live process answers on is left alone and reported, rather than stolen.
+    Raises AddressInUse when ``path`` is not a socket, or when something
+    accepts on it — or may (a timeout or a permission error is not proof
+    that nobody is there, so such a socket is left alone).
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        os.makedirs(directory, mode=dir_mode, exist_ok=True)
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -75,11 +73,22 @@ def prepare_socket(path: str, dir_mode: int = 0o711) -> None:
         probe.settimeout(1)
         try:
             probe.connect(path)
-        except OSError:
-            os.unlink(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
             log.info("removed stale socket %s", path)
             return
+        except OSError as e:
+            raise AddressInUse(f"{path}: cannot tell whether a process serves it: {e}") from None
     raise AddressInUse(f"{path}: another process is serving on this socket")
+
+
+def prepare_socket(path: str, dir_mode: int = 0o711) -> None:
+    """Create the socket's directory and replace a stale socket (never a live one)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=dir_mode, exist_ok=True)
+    remove_stale_socket(path)
 
 
 Register = Callable[[grpc.aio.Server], None]
@@ -96,6 +105,7 @@ class PluginServer:
         self._server: grpc.aio.Server | None = None
         self._metrics: MetricsEndpoint | None = None
         self._stopped = asyncio.Event()
+        self._force = asyncio.Event()
         self.on_stop: list[Callable[[], Awaitable[None]]] = []
 
     def add_service(self, service_name: str, register: Register) -> None:
@@ -134,13 +144,25 @@ class PluginServer:
         sd_notify("READY=1")
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stop accepting, give in-flight calls ``grace`` seconds, remove the socket."""
+        """Stop accepting, give in-flight calls ``grace`` seconds, remove the socket.
+
+        ``force()`` during the drain cancels the calls still running; the
+        shutdown hooks and socket removal happen either way.
+        """
         if self._server is None:
             return
         server, self._server = self._server, None
         sd_notify("STOPPING=1")
         self.health.shutdown()
-        await server.stop(self.config.grace if grace is None else grace)
+        drain = asyncio.ensure_future(server.stop(self.config.grace if grace is None else grace))
+        forced = asyncio.ensure_future(self._force.wait())
+        await asyncio.wait({drain, forced}, return_when=asyncio.FIRST_COMPLETED)
+        forced.cancel()
+        if not drain.done():
+            drain.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drain
+            await server.stop(0)
         for hook in self.on_stop:
             try:
                 await hook()
@@ -153,20 +175,25 @@ class PluginServer:
         self._stopped.set()
         log.info("%s stopped", self.name)
 
+    def force(self) -> None:
+        """Cut a graceful stop's drain short (the second signal)."""
+        self._force.set()
+
     async def serve(self) -> None:
         """Run until a signal stops the server (see the module docstring)."""
         loop = asyncio.get_running_loop()
         signalled = asyncio.Event()
-        graceful: asyncio.Task[None] | None = None
+        stopping = False
 
         def on_signal(signum: int) -> None:
-            nonlocal graceful
-            if graceful is None:
+            nonlocal stopping
+            if not stopping:
+                stopping = True
                 log.info("%s: %s received, shutting down", self.name, signal.Signals(signum).name)
                 signalled.set()
             else:
                 log.warning("%s: second signal, forcing exit", self.name)
-                graceful.cancel()
+                self.force()
 
         # Handlers before start(): start() announces READY=1, and a SIGTERM
         # that follows at once must already stop us gracefully.
@@ -180,11 +207,7 @@ class PluginServer:
             waiter.cancel()
             sig_wait.cancel()
             if not self._stopped.is_set():
-                graceful = asyncio.ensure_future(self.stop())
-                try:
-                    await graceful
-                except asyncio.CancelledError:
-                    await self.stop(0)
+                await self.stop()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)

@@ -391,10 +391,13 @@ class MetaStore:
             tx = Transaction(conn, True)
             try:
                 yield tx
+                # A failed COMMIT leaves the transaction open; roll it back
+                # or every later write on this connection fails.
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
             for hook in tx.on_commit:
                 hook()
 

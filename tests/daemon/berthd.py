@@ -19,7 +19,6 @@ from pathlib import Path
 from types import TracebackType
 
 import grpc
-import pytest
 
 from api.containerd.services.content.v1 import content_pb2, content_pb2_grpc
 from daemon import embedded
@@ -30,9 +29,8 @@ BIN = Path(PYTHON).parent
 
 
 def need_plugin(module: str) -> None:
-    """Skip while a plugin's entry point is not there yet (written in parallel)."""
-    if importlib.util.find_spec(module) is None:
-        pytest.skip(f"{module} is not available")
+    """A plugin entry point the test relies on; its absence is a failure, not a skip."""
+    assert importlib.util.find_spec(module) is not None, f"{module} is missing"
 
 
 def need_embedded_plugins() -> None:
@@ -40,21 +38,13 @@ def need_embedded_plugins() -> None:
         need_plugin(module)
 
 
-def have_diff() -> bool:
-    return importlib.util.find_spec("services.diff.main") is not None
-
-
 def embedded_toml(workdir: Path, metrics_address: str = "") -> str:
-    """The embedded default for ``workdir``; without the differ while it is not written yet."""
-    text = embedded.default_toml(str(workdir / "root"), str(workdir / "run"), metrics_address)
-    if not have_diff():
-        text = text.split("  [proxy_plugins.walking]")[0]
-        text = text.replace('    default = ["walking"]\n', "")
-    return text
+    """The embedded default for ``workdir``."""
+    return embedded.default_toml(str(workdir / "root"), str(workdir / "run"), metrics_address)
 
 
 def embedded_plugin_count() -> int:
-    return 3 if have_diff() else 2
+    return 3
 
 
 def child_pids(pid: int) -> dict[int, str]:

@@ -385,3 +385,12 @@ def test_containerd_config_means_the_same(tmp_path: Path) -> None:
         for name, p in ours.proxy_plugins.items():
             assert p.type == their_proxies[name]["type"]
             assert p.address == their_proxies[name]["address"]
+
+
+def test_embedded_default_follows_address_override() -> None:
+    """--address moves the daemon socket, its ttrpc socket and the differ's content address."""
+    cfg = embedded.embedded_default(Overrides(state="/s", address="/elsewhere/b.sock"))
+    assert cfg.grpc.address == "/elsewhere/b.sock"
+    assert cfg.ttrpc.address == "/elsewhere/b.sock.ttrpc"
+    differ = cfg.proxy_plugins["walking"].command
+    assert differ[differ.index("--content-address") + 1] == "/elsewhere/b.sock"

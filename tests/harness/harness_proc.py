@@ -1,14 +1,17 @@
 """A real process built from the harness alone, for the harness tests.
 
 Serves health plus one raw-bytes method, ``/berthd.test.Slow/Sleep``, that
-sleeps for the number of seconds in its request (to observe draining).
+sleeps for the number of seconds in its request (to observe draining). With
+$HARNESS_TEST_STOP_MARKER set, a shutdown hook writes that file.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -32,6 +35,13 @@ def _register(server: grpc.aio.Server) -> None:
 async def _main(args: argparse.Namespace) -> None:
     server = PluginServer("harness-test", cli.server_config(args))
     server.add_service("berthd.test.Slow", _register)
+    marker = os.environ.get("HARNESS_TEST_STOP_MARKER")
+    if marker:
+        # Lets a test see that the shutdown hooks ran.
+        async def mark() -> None:
+            await asyncio.to_thread(Path(marker).write_text, "hooks ran\n")
+
+        server.on_stop.append(mark)
     await server.serve()
 
 

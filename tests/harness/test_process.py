@@ -143,12 +143,18 @@ def test_sigterm_drains_in_flight_calls(proc_dir: Path) -> None:
 
 
 def test_second_signal_forces_exit(proc_dir: Path) -> None:
-    proc, sock, _ = start(proc_dir, "--shutdown-timeout", "60")
+    marker = proc_dir / "hooks-ran"
+    sock = str(proc_dir / "run" / "h.sock")
+    proc = Proc(
+        [PYTHON, "-m", "tests.harness.harness_proc", "--address", sock, "--shutdown-timeout", "60"],
+        proc_dir / "proc.log",
+        env={"HARNESS_TEST_STOP_MARKER": str(marker)},
+    )
+    wait_for_socket(sock, proc=proc.popen)
+    slow = grpc.insecure_channel(f"unix://{sock}")
     t = threading.Thread(
         target=lambda: _ignore_errors(
-            lambda: grpc.insecure_channel(f"unix://{sock}").unary_unary("/berthd.test.Slow/Sleep")(
-                b"30", timeout=40
-            )
+            lambda: slow.unary_unary("/berthd.test.Slow/Sleep")(b"30", timeout=40)
         )
     )
     t.start()
@@ -159,6 +165,9 @@ def test_second_signal_forces_exit(proc_dir: Path) -> None:
     proc.signal(signal.SIGINT)
     assert proc.wait(timeout=10) == 0, proc.output()
     t.join(15)
+    slow.close()
+    # Forcing cut the drain short, not the teardown.
+    assert marker.read_text() == "hooks ran\n"
     assert not os.path.exists(sock)
 
 
