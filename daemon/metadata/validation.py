@@ -6,19 +6,8 @@ import json
 from collections.abc import Mapping, Sequence
 
 from api import errdefs, identifiers
+from api.labels import validate_labels as validate_labels  # re-exported for its users
 from services.content.validation import split_digest
-
-MAX_LABEL_SIZE = 4096
-
-
-def validate_labels(labels: Mapping[str, str] | None, what: str) -> None:
-    """InvalidArgument when a label's key and value exceed 4096 bytes (labels/validate.go)."""
-    for key, value in (labels or {}).items():
-        if len(key.encode()) + len(value.encode()) > MAX_LABEL_SIZE:
-            raise errdefs.InvalidArgument(
-                f"{what}: label key and value greater than maximum size "
-                f"({MAX_LABEL_SIZE} bytes), key: {key[:10]}"
-            )
 
 
 def validate_identifier(value: str, what: str = "") -> None:

@@ -11,12 +11,11 @@ import re
 from collections.abc import Mapping
 
 from api.errdefs import InvalidArgument
+from api.labels import validate_labels as validate_labels  # re-exported for its users
 
 # Hex length of each algorithm go-digest registers (containerd links all three).
 ALGORITHMS: Mapping[str, int] = {"sha256": 64, "sha384": 96, "sha512": 128}
 CANONICAL = "sha256"
-
-MAX_LABEL_SIZE = 4096
 
 _DIGEST_SHAPE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
 _HEX = re.compile(r"^[a-f0-9]+$")
@@ -41,15 +40,3 @@ def split_digest(digest: str) -> tuple[str, str]:
 
 def validate_digest(digest: str) -> None:
     split_digest(digest)
-
-
-def validate_labels(labels: Mapping[str, str] | None) -> None:
-    """InvalidArgument when a label's key and value exceed containerd's limit."""
-    for key, value in (labels or {}).items():
-        # Sizes are in bytes, as Go's len() on strings.
-        if len(key.encode()) + len(value.encode()) > MAX_LABEL_SIZE:
-            short = key[:10]
-            raise InvalidArgument(
-                f"info.Labels: label key and value greater than maximum size "
-                f"({MAX_LABEL_SIZE} bytes), key: {short}"
-            )

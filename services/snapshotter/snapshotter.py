@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
-from api import errdefs
+from api.labels import validate_labels as validate_labels  # part of the SDK surface
 
 # The label with which an unpacker names the committed snapshot it is about
 # to build (the layer's chain id).  A backend that already has it (a remote
@@ -40,10 +40,8 @@ LABEL_SNAPSHOT_REF = "containerd.io/snapshot.ref"
 # containerd's metadata layer passes down to a backend snapshotter.
 INHERITED_LABELS_PREFIX = "containerd.io/snapshot/"
 
+
 # A label's key plus value may not exceed this many bytes (labels/validate.go).
-MAX_LABEL_SIZE = 4096
-
-
 class Kind(enum.IntEnum):
     """Snapshot kinds, numbered as containerd's ``snapshots.Kind`` and the wire enum."""
 
@@ -215,17 +213,6 @@ class Snapshotter(Protocol):
     async def close(self) -> None:
         """Release resources; calling it twice is harmless."""
         ...
-
-
-def validate_labels(labels: Mapping[str, str] | None) -> None:
-    """Raise InvalidArgument for a label whose key plus value exceeds MAX_LABEL_SIZE bytes."""
-    for key, value in (labels or {}).items():
-        if len(key.encode()) + len(value.encode()) > MAX_LABEL_SIZE:
-            # containerd's labels.Validate names the key, cut to 10 bytes.
-            raise errdefs.InvalidArgument(
-                f"info.Labels: label key and value greater than maximum size"
-                f" ({MAX_LABEL_SIZE} bytes), key: {key[:10]}"
-            )
 
 
 class Forwarding:
