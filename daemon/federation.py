@@ -1,34 +1,28 @@
-"""Content, snapshots and diff on the daemon socket, relayed to proxy plugins.
+"""The diff service on the daemon socket, relayed to proxy plugins.
 
-Each service is served by a transparent relay built from its descriptor:
-every method's raw request goes to a proxy plugin chosen by a router and its
-raw responses come back, with the caller's metadata (namespace) and deadline;
-errors come back as typed errors (see ``daemon.proxy``).  Routers follow
-containerd's services: content goes to the content store
-(services/content), snapshots to the snapshotter named in the request's
-``snapshotter`` field (services/snapshots/service.go), diff through an
-ordered list of differs where NotImplemented falls through to the next
-(services/diff/local.go, whose order is the diff-service ``default`` key).
+The service is a transparent relay built from its descriptor: every method's
+raw request goes to a proxy plugin chosen by a router and its raw responses
+come back, with the caller's metadata (namespace) and deadline; errors come
+back as typed errors (see ``daemon.proxy``).  As in containerd's
+services/diff/local.go, requests go through an ordered list of differs where
+NotImplemented falls through to the next (the diff-service ``default`` key).
 
-Registry slot: containerd puts its metadata plugin between these services
-and the stores (content-service and snapshots-service require
-``io.containerd.metadata.v1``).  Here the services route straight to the
-plugins; the namespaced metadata layer slots in at the service plugins.
+Content and snapshots are not relayed: like containerd, berthd serves them
+through its metadata layer (``daemon.metadata``), which namespaces them and
+reaches the plugins through their ``ProxyConnection``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
-from google.protobuf import descriptor, message
+from google.protobuf import descriptor
 
 from api import errdefs
-from api.containerd.services.content.v1 import content_pb2
 from api.containerd.services.diff.v1 import diff_pb2
-from api.containerd.services.snapshots.v1 import snapshots_pb2
 from daemon import health as daemon_health
 from daemon import registry
 from daemon.proxy import Context, ProxyConnection
@@ -36,8 +30,6 @@ from daemon.registry import InitContext, Registration
 from daemon.service import GrpcService
 from services.harness.health import HealthServicer
 
-CONTENT_SERVICE = content_pb2.DESCRIPTOR.services_by_name["Content"]
-SNAPSHOTS_SERVICE = snapshots_pb2.DESCRIPTOR.services_by_name["Snapshots"]
 DIFF_SERVICE = diff_pb2.DESCRIPTOR.services_by_name["Diff"]
 
 
@@ -129,32 +121,6 @@ class PickRouter:
         return self._pick(method, None).stream_stream(method, requests, ctx)
 
 
-def content_router(conn: ProxyConnection) -> PickRouter:
-    return PickRouter(lambda method, request: conn, [conn])
-
-
-def snapshots_router(snapshotters: Mapping[str, ProxyConnection]) -> PickRouter:
-    request_types: dict[str, type[message.Message]] = {
-        f"/{SNAPSHOTS_SERVICE.full_name}/{m.name}": getattr(snapshots_pb2, m.input_type.name)
-        for m in SNAPSHOTS_SERVICE.methods
-    }
-
-    def pick(method: str, request: bytes | None) -> ProxyConnection:
-        try:
-            parsed = request_types[method].FromString(request or b"")
-        except Exception:
-            raise errdefs.InvalidArgument("malformed request") from None
-        name = getattr(parsed, "snapshotter", "")
-        if not name:
-            raise errdefs.InvalidArgument("snapshotter argument missing")
-        conn = snapshotters.get(name)
-        if conn is None:
-            raise errdefs.InvalidArgument(f"snapshotter not loaded: {name}")
-        return conn
-
-    return PickRouter(pick, list(snapshotters.values()))
-
-
 class DifferRouter(PickRouter):
     """Tries each differ in order; NotImplemented moves on to the next."""
 
@@ -182,22 +148,6 @@ def _connections(ic: InitContext, type_: str) -> dict[str, ProxyConnection]:
         if p.error is None and isinstance(p.instance, ProxyConnection):
             out[id_] = p.instance
     return out
-
-
-async def _content_service(ic: InitContext) -> PickRouter:
-    conns = _connections(ic, registry.CONTENT)
-    if not conns:
-        raise errdefs.NotFound(f"no plugins registered for {registry.CONTENT}")
-    name, conn = next(iter(conns.items()))
-    ic.meta.exports["content"] = name
-    return content_router(conn)
-
-
-async def _snapshots_service(ic: InitContext) -> PickRouter:
-    conns = _connections(ic, registry.SNAPSHOT)
-    if not conns:
-        raise errdefs.NotFound(f"no plugins registered for {registry.SNAPSHOT}")
-    return snapshots_router(conns)
 
 
 @dataclass(frozen=True)
@@ -245,22 +195,8 @@ def _grpc_init(
 
 
 REGISTRATIONS = (
-    Registration(registry.SERVICE, "content-service", _content_service, (registry.CONTENT,)),
-    Registration(registry.SERVICE, "snapshots-service", _snapshots_service, (registry.SNAPSHOT,)),
     Registration(
         registry.SERVICE, "diff-service", _diff_service, (registry.DIFF,), DiffServiceConfig
-    ),
-    Registration(
-        registry.GRPC,
-        "content",
-        _grpc_init("content-service", CONTENT_SERVICE),
-        (registry.SERVICE,),
-    ),
-    Registration(
-        registry.GRPC,
-        "snapshots",
-        _grpc_init("snapshots-service", SNAPSHOTS_SERVICE),
-        (registry.SERVICE,),
     ),
     Registration(
         registry.GRPC, "diff", _grpc_init("diff-service", DIFF_SERVICE), (registry.SERVICE,)

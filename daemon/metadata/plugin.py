@@ -239,12 +239,9 @@ REGISTRATIONS: tuple[Registration, ...] = (
 
 
 def with_metadata(registrations: Sequence[Registration]) -> list[Registration]:
-    """``registrations`` with the metadata layer and the event plugins in.
+    """``registrations`` with the metadata layer and the event plugins added.
 
-    The layer's content and snapshots services replace any registered under
-    the same URIs (the daemon's plain relays to the plugins): on the daemon
-    socket they must see namespaces, leases and GC.
+    The layer serves content and snapshots on the daemon socket, so there
+    they see namespaces, leases and GC.
     """
-    ours = [*events_plugin.REGISTRATIONS, *REGISTRATIONS]
-    taken = {r.uri for r in ours}
-    return [*(r for r in registrations if r.uri not in taken), *ours]
+    return [*registrations, *events_plugin.REGISTRATIONS, *REGISTRATIONS]
