@@ -32,6 +32,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 from api import errdefs, errgrpc
 from api.grpc.health.v1 import health_pb2, health_pb2_grpc
 from daemon.metrics import DaemonMetrics
+from daemon.proxychannel import ConnectionChannel
 from services.harness.metrics import GO_CODE_NAMES
 from services.harness.server import CHANNEL_OPTIONS
 
@@ -110,8 +111,7 @@ class ProxyConnection:
         self._listeners: list[Callable[[bool], None]] = []
         self._closed = False
         self._failures = 0
-        # Unary multicallables by method, made once per channel rather than per call.
-        self._unary: dict[str, tuple[grpc.aio.Channel, Any]] = {}
+        self.channel = ConnectionChannel(self)
         if metrics is not None:
             metrics.proxy_up.labels(name, plugin_type).set(0)
 
@@ -287,92 +287,48 @@ class ProxyConnection:
             self.metrics.proxy_calls.labels(self.name, short, _code_name(exc)).inc()
             self.metrics.proxy_latency.labels(self.name, short).observe(time.perf_counter() - start)
 
+    # The relays ride on ``self.channel`` (a ConnectionChannel), the same path
+    # the metadata layer's typed clients take: fail fast when down, redial,
+    # per-plugin metrics. Here status codes also become typed errors.
+
+    def _call_options(self, ctx: Context) -> dict[str, Any]:
+        return {
+            "metadata": forwardable(ctx.invocation_metadata()),
+            "timeout": ctx.time_remaining(),
+        }
+
     async def unary(self, method: str, request: bytes, ctx: Context) -> bytes:
-        start = time.perf_counter()
-        failure: BaseException | None = None
-        try:
-            channel = await self.ready_channel()
-            with errgrpc.translate(self.describe):
-                cached = self._unary.get(method)
-                if cached is None or cached[0] is not channel:
-                    cached = self._unary[method] = (
-                        channel,
-                        channel.unary_unary(method, _raw, _raw),
-                    )
-                resp: bytes = await cached[1](
-                    request,
-                    metadata=forwardable(ctx.invocation_metadata()),
-                    timeout=ctx.time_remaining(),
-                )
-            return resp
-        except BaseException as e:
-            failure = e
-            raise
-        finally:
-            self.record(method, start, failure)
+        with errgrpc.translate(self.describe):
+            resp: bytes = await self.channel.unary_unary(method, _raw, _raw)(
+                request, **self._call_options(ctx)
+            )
+        return resp
 
     async def unary_stream(self, method: str, request: bytes, ctx: Context) -> AsyncIterator[bytes]:
-        start = time.perf_counter()
-        failure: BaseException | None = None
-        call: grpc.aio.UnaryStreamCall[bytes, bytes] | None = None
+        call = self.channel.unary_stream(method, _raw, _raw)(request, **self._call_options(ctx))
         try:
-            channel = await self.ready_channel()
-            call = channel.unary_stream(method, _raw, _raw)(
-                request,
-                metadata=forwardable(ctx.invocation_metadata()),
-                timeout=ctx.time_remaining(),
-            )
             with errgrpc.translate(self.describe):
                 async for msg in call:
                     yield msg
-        except BaseException as e:
-            failure = e
-            raise
         finally:
-            if call is not None:
-                call.cancel()
-            self.record(method, start, failure)
+            call.cancel()
 
     async def stream_unary(
         self, method: str, requests: AsyncIterator[bytes], ctx: Context
     ) -> bytes:
-        start = time.perf_counter()
-        failure: BaseException | None = None
-        try:
-            channel = await self.ready_channel()
-            with errgrpc.translate(self.describe):
-                resp: bytes = await channel.stream_unary(method, _raw, _raw)(
-                    requests,
-                    metadata=forwardable(ctx.invocation_metadata()),
-                    timeout=ctx.time_remaining(),
-                )
-            return resp
-        except BaseException as e:
-            failure = e
-            raise
-        finally:
-            self.record(method, start, failure)
+        with errgrpc.translate(self.describe):
+            resp: bytes = await self.channel.stream_unary(method, _raw, _raw)(
+                requests, **self._call_options(ctx)
+            )
+        return resp
 
     async def stream_stream(
         self, method: str, requests: AsyncIterator[bytes], ctx: Context
     ) -> AsyncIterator[bytes]:
-        start = time.perf_counter()
-        failure: BaseException | None = None
-        call: grpc.aio.StreamStreamCall[bytes, bytes] | None = None
+        call = self.channel.stream_stream(method, _raw, _raw)(requests, **self._call_options(ctx))
         try:
-            channel = await self.ready_channel()
-            call = channel.stream_stream(method, _raw, _raw)(
-                requests,
-                metadata=forwardable(ctx.invocation_metadata()),
-                timeout=ctx.time_remaining(),
-            )
             with errgrpc.translate(self.describe):
                 async for msg in call:
                     yield msg
-        except BaseException as e:
-            failure = e
-            raise
         finally:
-            if call is not None:
-                call.cancel()
-            self.record(method, start, failure)
+            call.cancel()

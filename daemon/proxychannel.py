@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from api import errdefs, errgrpc
-from daemon.proxy import ProxyConnection
+
+if TYPE_CHECKING:
+    from daemon.proxy import ProxyConnection
 
 Serializer = Callable[[Any], bytes] | None
 
@@ -37,6 +39,7 @@ def _typed(exc: BaseException | None) -> BaseException | None:
 class ConnectionChannel:
     def __init__(self, conn: ProxyConnection) -> None:
         self.conn = conn
+        self._unary: dict[tuple[str, Serializer, Any], _UnaryUnary] = {}
 
     def unary_unary(
         self,
@@ -45,7 +48,14 @@ class ConnectionChannel:
         response_deserializer: Any = None,
         **_: Any,
     ) -> _UnaryUnary:
-        return _UnaryUnary(self.conn, method, request_serializer, response_deserializer)
+        # Kept per method so the relays, which ask on every call, reuse it.
+        key = (method, request_serializer, response_deserializer)
+        mc = self._unary.get(key)
+        if mc is None:
+            mc = self._unary[key] = _UnaryUnary(
+                self.conn, method, request_serializer, response_deserializer
+            )
+        return mc
 
     def unary_stream(
         self,
@@ -85,6 +95,9 @@ class _Multicallable:
 
 
 class _UnaryUnary(_Multicallable):
+    # The live channel's multicallable, made once per channel rather than per call.
+    _live: tuple[grpc.aio.Channel, Any] | None = None
+
     def __call__(self, request: Any, **kwargs: Any) -> Any:
         return self._invoke(request, kwargs)
 
@@ -93,7 +106,9 @@ class _UnaryUnary(_Multicallable):
         failure: BaseException | None = None
         try:
             channel = await self.conn.ready_channel()
-            return await channel.unary_unary(self.method, self.ser, self.des)(request, **kwargs)
+            if self._live is None or self._live[0] is not channel:
+                self._live = (channel, channel.unary_unary(self.method, self.ser, self.des))
+            return await self._live[1](request, **kwargs)
         except BaseException as e:
             failure = e
             raise

@@ -8,9 +8,10 @@
 
 Proxy plugins reach the layer as typed clients (``ProxyContentStore``,
 ``ProxySnapshotter``) over the daemon's own connection to each plugin
-(``daemon.proxychannel``): a plugin that is down makes only its calls fail,
-at once, with Unavailable naming it; it is used again as soon as it is back;
-and every call shows in the per-plugin metrics.  A content or
+(``ProxyConnection.channel``, see ``daemon.proxychannel``): a plugin that is
+down makes only its calls fail, at once, with Unavailable naming it; it is
+used again as soon as it is back; and every call shows in the per-plugin
+metrics.  A content or
 snapshot plugin whose instance already is a store (in-process) is used as it is.
 """
 
@@ -32,7 +33,6 @@ from daemon.metadata.scheduler import GCScheduler, SchedulerConfig
 from daemon.metadata.services import MetadataServices, Service
 from daemon.metadata.sqlite import SqliteStore
 from daemon.proxy import ProxyConnection
-from daemon.proxychannel import ConnectionChannel
 from daemon.registry import InitContext, Registration
 from daemon.service import GrpcService
 from services.content.proxy import ProxyContentStore
@@ -91,7 +91,7 @@ def _content_backend(ic: InitContext) -> ContentStore | None:
             continue
         inst = p.instance
         if isinstance(inst, ProxyConnection):
-            return ProxyContentStore(ConnectionChannel(inst), name=inst.describe)  # type: ignore[arg-type]
+            return ProxyContentStore(inst.channel, name=inst.describe)  # type: ignore[arg-type]
         if hasattr(inst, "writer") and hasattr(inst, "walk"):
             return inst  # type: ignore[return-value]
         log.warning("content plugin %s is not a content store; ignored", name)
@@ -106,7 +106,7 @@ def _snapshotters(ic: InitContext) -> dict[str, Snapshotter]:
         inst = p.instance
         if isinstance(inst, ProxyConnection):
             out[name] = ProxySnapshotter(
-                ConnectionChannel(inst),  # type: ignore[arg-type]
+                inst.channel,  # type: ignore[arg-type]
                 name,
                 context=inst.describe,
             )
