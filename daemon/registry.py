@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from api.errdefs import NotFound
+from api.types import Platform as Platform
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +55,6 @@ class SkipPlugin(Exception):
     def __str__(self) -> str:
         reason = super().__str__()
         return f"{reason}: {self.TEXT}" if reason else self.TEXT
-
-
-@dataclass(frozen=True)
-class Platform:
-    os: str
-    architecture: str
-    variant: str = ""
 
 
 @dataclass

@@ -23,27 +23,18 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Protocol
 
 from google.protobuf import any_pb2, message
 
 from api import errdefs, filters, identifiers
 from api.containerd.types import event_pb2
+from api.types import Publisher as Publisher
 from api.typeurl import TypeRegistry, topic_of
 from daemon.events.adaptors import adapt_envelope
 
 log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_SIZE = 4096
-
-
-class Publisher(Protocol):
-    async def publish(self, namespace: str, event: message.Message, topic: str = "") -> None:
-        """Publish ``event`` in ``namespace`` on ``topic`` (default: the event's own topic).
-
-        Raises InvalidArgument for a bad namespace or topic, or an event with no topic.
-        """
-        ...
 
 
 def _q(s: str) -> str:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 
 from api import errdefs, filters
+from api.types import LEASE_HEADER
 from daemon.metadata import records
 from daemon.metadata.db import MetadataDB, ensure_namespace
 from daemon.metadata.store import LEASE_RESOURCES, LEASES, Tx
@@ -21,7 +22,6 @@ INGESTS = "ingests"
 SNAPSHOTS = "snapshots"
 
 # The gRPC header that names the lease a request's new objects belong to.
-LEASE_HEADER = "containerd-lease"
 
 
 def lease_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:

@@ -13,6 +13,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from api.types import Descriptor as Descriptor
+
 Labels = Mapping[str, str]
 
 
@@ -24,16 +26,6 @@ def now_ns() -> int:
 class Namespace:
     name: str
     labels: Labels = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Descriptor:
-    """An OCI descriptor as images keep it (containerd stores these four fields)."""
-
-    media_type: str
-    digest: str
-    size: int
-    annotations: Labels = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,11 @@ from typing import Any
 import grpc
 
 from api import namespaces
+from api.types import LEASE_HEADER
 from services.content.proxy import ProxyContentStore
 from services.content.store import ContentStore, Info, ReaderAt, Writer
 from services.harness.server import CHANNEL_OPTIONS
 
-LEASE_HEADER = "containerd-lease"
 FORWARDED = (namespaces.GRPC_HEADER, LEASE_HEADER)
 
 Metadata = tuple[tuple[str, str], ...]

@@ -19,27 +19,11 @@ one per request.  Errors are the typed errors of ``api.errdefs``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-
-@dataclass(frozen=True)
-class Descriptor:
-    media_type: str
-    digest: str
-    size: int
-    annotations: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Mount:
-    """One mount(2) call: ``type`` ("bind", "overlay", …), ``source`` and fstab-style options."""
-
-    type: str
-    source: str
-    options: tuple[str, ...] = ()
-    target: str = ""
+from api.types import Descriptor as Descriptor
+from api.types import Mount as Mount
 
 
 class Applier(Protocol):

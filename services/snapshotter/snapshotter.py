@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 from api.labels import validate_labels as validate_labels  # part of the SDK surface
+from api.types import Mount as Mount  # part of the SDK surface
 
 # The label with which an unpacker names the committed snapshot it is about
 # to build (the layer's chain id).  A backend that already has it (a remote
@@ -82,21 +83,6 @@ class Usage:
 
     size: int = 0
     inodes: int = 0
-
-
-@dataclass(frozen=True)
-class Mount:
-    """One mount to perform, in order, to assemble a snapshot's filesystem.
-
-    The fields carry mount(8)'s meaning: ``type`` ("overlay", "bind"),
-    ``source`` and ``options`` (e.g. ``("ro", "rbind")``).  ``target`` is a
-    sub-path below the mount point; snapshotters leave it empty.
-    """
-
-    type: str
-    source: str
-    options: tuple[str, ...] = ()
-    target: str = ""
 
 
 @runtime_checkable

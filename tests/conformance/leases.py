@@ -10,8 +10,7 @@ import grpc
 
 from api import namespaces
 from api.containerd.services.leases.v1 import leases_pb2, leases_pb2_grpc
-
-LEASE_HEADER = "containerd-lease"
+from api.types import LEASE_HEADER
 
 
 @contextlib.asynccontextmanager
