@@ -25,7 +25,7 @@ from api.grpc.health.v1 import health_pb2_grpc
 
 # Re-exported: the socket helpers moved to api.sockets (grpc-free, shared with ttrpc).
 from api.sockets import AddressInUse as AddressInUse
-from api.sockets import prepare_socket
+from api.sockets import prepare_socket as prepare_socket
 from api.sockets import remove_stale_socket as remove_stale_socket
 from services.harness.health import SERVING, HealthServicer
 from services.harness.interceptors import EdgeInterceptor
