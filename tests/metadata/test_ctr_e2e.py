@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.metadata.berthd import Berthd
+from tests.metadata.berthd import metadata_berthd
 from tests.support import need_root, short_tmpdir
+from tests.support.berthd import Berthd
 from tests.support.containerd import need_containerd
 from tests.support.oci import build_image_tar
 
@@ -29,14 +30,15 @@ SN = ("--snapshotter", "native")
 def berthd() -> Iterator[Berthd]:
     need_containerd()
     need_root()
-    with short_tmpdir("be") as d, Berthd(d) as b:
+    with short_tmpdir("be") as d, metadata_berthd(d) as b:
+        b.wait_startup_gc()  # the tests write content that no lease holds
         yield b
 
 
 @pytest.fixture(scope="module")
 def image_tar(berthd: Berthd) -> Path:
     return build_image_tar(
-        berthd.dir / "img.tar",
+        berthd.workdir / "img.tar",
         IMAGE,
         layers=[{"etc/hello": b"hello\n"}, {"etc/two": b"2\n", "usr/share/x": b"x" * 10000}],
     )
@@ -48,7 +50,7 @@ def rows(out: str) -> list[list[str]]:
 
 
 def backend_blobs(b: Berthd) -> list[str]:
-    root = b.dir / "content" / "blobs" / "sha256"
+    root = b.workdir / "content" / "blobs" / "sha256"
     return sorted(p.name for p in root.iterdir()) if root.exists() else []
 
 
@@ -125,7 +127,7 @@ def test_images_import_check_and_sync_rm(berthd: Berthd, image_tar: Path) -> Non
     assert rows(b.ctr("content", "ls", namespace=ns).stdout) == []
     assert rows(b.ctr("snapshots", *SN, "ls", namespace=ns).stdout) == []
     assert backend_blobs(b) == []
-    assert not any((b.dir / "snap" / "snapshots").iterdir())
+    assert not any((b.workdir / "snap" / "snapshots").iterdir())
 
 
 def test_snapshots(berthd: Berthd, image_tar: Path) -> None:
@@ -197,7 +199,7 @@ def test_leases(berthd: Berthd) -> None:
 
 def test_events(berthd: Berthd, image_tar: Path) -> None:
     b = berthd
-    out_path = b.dir / "events.out"
+    out_path = b.workdir / "events.out"
     with open(out_path, "wb") as out:
         events = subprocess.Popen(["ctr", "--address", b.address, "events"], stdout=out)
     try:
@@ -238,7 +240,7 @@ def test_kill9_in_the_middle_of_an_import() -> None:
             layers=[{f"data/{i}": os.urandom(4 << 20) for i in range(8)}],
             compression="gzip",
         )
-        b = Berthd(d)
+        b = metadata_berthd(d)
         try:
             b.start()
             argv = ["ctr", "--address", b.address, "images", "import", *SN, str(big)]
@@ -279,4 +281,4 @@ def test_kill9_in_the_middle_of_an_import() -> None:
             assert statuses == []
         finally:
             b.stop()
-            print(b.log()[-5000:])
+            print(b.output()[-5000:])
