@@ -407,9 +407,8 @@ class ClientStream(Generic[M]):
         raise error
 
     def cancel(self) -> None:
-        """Forget the call; the server's further frames for it are dropped."""
-        if not self._inbox.done:
-            self._fail(errdefs.Canceled(f"ttrpc {self._what}: stream cancelled"), drop=True)
+        """Forget the call: queued and further messages are dropped, ``recv`` raises Canceled."""
+        self._fail(errdefs.Canceled(f"ttrpc {self._what}: stream cancelled"), drop=True)
 
     def __aiter__(self) -> ClientStream[M]:
         return self

@@ -54,8 +54,16 @@ class Inbox(Generic[T]):
             self._conn.hold(self)
 
     def finish(self, error: BaseException | None = None, *, drop: bool = False) -> None:
-        """No more items; ``get`` returns what is queued (unless ``drop``), then None or raises."""
+        """No more items; ``get`` returns what is queued (unless ``drop``), then None or raises.
+
+        After a plain finish, a dropping one still discards the queue and, if
+        the first carried no error, sets its error.
+        """
         if self._done:
+            if drop:
+                self._items.clear()
+                if self._error is None:
+                    self._error = error
             return
         self._done = True
         self._error = error
