@@ -15,7 +15,7 @@ import pytest
 
 from api import errdefs
 from api.sockets import AddressInUse
-from api.ttrpc import Client, ConnectionClosed, Method, Server
+from api.ttrpc import Client, ConnectionClosed, Method, Server, shim_address_to_path
 from api.ttrpc.framing import REQUEST, RESPONSE
 from api.ttrpc.request_pb2 import Request, Response
 from tests.support import need_root
@@ -105,6 +105,18 @@ async def test_abstract_socket(service: EchoService) -> None:
         await server.close()
     with pytest.raises(errdefs.Unavailable):
         await echo("@" + name)
+
+
+async def test_legacy_abstract_shim_address(service: EchoService) -> None:
+    """A containerd 1.4 shim printed a bare path and listened on "\\x00" + it, which Go
+    before 1.20 binds with a trailing NUL; the client finds it either way."""
+    bare = f"/containerd-shim/ns/{uuid.uuid4().hex}/shim.sock"
+    server = new_server(service)
+    await server.serve_unix("@" + bare + "\x00")
+    try:
+        assert await echo(shim_address_to_path(bare), "legacy") == "legacy"
+    finally:
+        await server.close()
 
 
 async def test_close_lets_calls_in_flight_finish(tmp: Path, service: EchoService) -> None:
