@@ -1,8 +1,8 @@
 """What both ends of a ttrpc connection share: frame I/O and per-stream inboxes.
 
 ``FrameProtocol`` is an asyncio protocol that cuts the byte stream into
-frames and hands each to ``frame_received``; it never copies a frame that
-arrived whole in one read.  A frame over the size limit is not buffered: its
+frames and hands each to ``frame_received``; a frame that arrived whole in
+one read is sliced straight out of it, only partial frames are buffered.  A frame over the size limit is not buffered: its
 header is reported to ``oversize_received`` and its body skipped, as ttrpc
 does, so the connection stays usable.
 
@@ -64,6 +64,7 @@ class Inbox(Generic[T]):
                 self._items.clear()
                 if self._error is None:
                     self._error = error
+                self._conn.release(self)
             return
         self._done = True
         self._error = error
