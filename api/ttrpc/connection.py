@@ -2,9 +2,10 @@
 
 ``FrameProtocol`` is an asyncio protocol that cuts the byte stream into
 frames and hands each to ``frame_received``; a frame that arrived whole in
-one read is sliced straight out of it, only partial frames are buffered.  A frame over the size limit is not buffered: its
-header is reported to ``oversize_received`` and its body skipped, as ttrpc
-does, so the connection stays usable.
+one read is sliced straight out of it, only partial frames are buffered.  A
+frame over the size limit is not buffered at all: its header is reported to
+``oversize_received`` and its body skipped, as ttrpc does, so the connection
+stays usable.
 
 ``Inbox`` queues the messages of one stream for its consumer.  When a
 consumer falls ``INBOX_LIMIT`` messages behind, reading from the connection
