@@ -34,7 +34,8 @@ def shim_address_to_path(address: str) -> str:
     ``unix://`` names a file; an address without it is abstract.  Shims of
     containerd 1.5 and newer print ``unix:///run/containerd/s/<hash>``; 1.4
     shims printed a bare ``/containerd-shim/<hash>.sock`` that lives in the
-    abstract namespace.
+    abstract namespace (``Client.connect`` also tries the name with the
+    trailing NUL that Go before 1.20 appended to such names).
     """
     if address.startswith(UNIX_SCHEME):
         return address_to_path(address)

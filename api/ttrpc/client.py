@@ -26,7 +26,7 @@ from typing import Generic, TypeVar
 from google.protobuf.message import DecodeError, Message
 
 from api import errdefs
-from api.ttrpc.address import address_to_path
+from api.ttrpc.address import address_to_path, is_abstract
 from api.ttrpc.connection import FrameProtocol, Inbox
 from api.ttrpc.framing import (
     DATA,
@@ -202,12 +202,19 @@ class Client:
         Raises Unavailable when nothing accepts there (within ``timeout``).
         """
         sock = address_to_path(path)
-        name = "@" + sock[1:] if sock.startswith("\x00") else sock
+        name = "@" + sock[1:] if is_abstract(sock) else sock
         loop = asyncio.get_running_loop()
         conn = _Connection(max_message_size, name)
         try:
             async with asyncio.timeout(timeout):
-                await loop.create_unix_connection(lambda: conn, sock)
+                try:
+                    await loop.create_unix_connection(lambda: conn, sock)
+                except ConnectionRefusedError:
+                    if not is_abstract(sock) or sock.endswith("\x00"):
+                        raise
+                    # Go before 1.20 binds a NUL-prefixed abstract name with a
+                    # trailing NUL (syscall.SockaddrUnix); old shims listen there.
+                    await loop.create_unix_connection(lambda: conn, sock + "\x00")
         except TimeoutError:
             raise errdefs.Unavailable(
                 f"ttrpc: connect {name}: timed out after {timeout}s"
@@ -407,9 +414,8 @@ class ClientStream(Generic[M]):
         raise error
 
     def cancel(self) -> None:
-        """Forget the call; the server's further frames for it are dropped."""
-        if not self._inbox.done:
-            self._fail(errdefs.Canceled(f"ttrpc {self._what}: stream cancelled"), drop=True)
+        """Forget the call: queued and further messages are dropped, ``recv`` raises Canceled."""
+        self._fail(errdefs.Canceled(f"ttrpc {self._what}: stream cancelled"), drop=True)
 
     def __aiter__(self) -> ClientStream[M]:
         return self

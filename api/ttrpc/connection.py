@@ -1,10 +1,11 @@
 """What both ends of a ttrpc connection share: frame I/O and per-stream inboxes.
 
 ``FrameProtocol`` is an asyncio protocol that cuts the byte stream into
-frames and hands each to ``frame_received``; it never copies a frame that
-arrived whole in one read.  A frame over the size limit is not buffered: its
-header is reported to ``oversize_received`` and its body skipped, as ttrpc
-does, so the connection stays usable.
+frames and hands each to ``frame_received``; a frame that arrived whole in
+one read is sliced straight out of it, only partial frames are buffered.  A
+frame over the size limit is not buffered at all: its header is reported to
+``oversize_received`` and its body skipped, as ttrpc does, so the connection
+stays usable.
 
 ``Inbox`` queues the messages of one stream for its consumer.  When a
 consumer falls ``INBOX_LIMIT`` messages behind, reading from the connection
@@ -54,8 +55,17 @@ class Inbox(Generic[T]):
             self._conn.hold(self)
 
     def finish(self, error: BaseException | None = None, *, drop: bool = False) -> None:
-        """No more items; ``get`` returns what is queued (unless ``drop``), then None or raises."""
+        """No more items; ``get`` returns what is queued (unless ``drop``), then None or raises.
+
+        After a plain finish, a dropping one still discards the queue and, if
+        the first carried no error, sets its error.
+        """
         if self._done:
+            if drop:
+                self._items.clear()
+                if self._error is None:
+                    self._error = error
+                self._conn.release(self)
             return
         self._done = True
         self._error = error

@@ -72,6 +72,7 @@ class _Connection(FrameProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        assert self.transport is not None
         sock = transport.get_extra_info("socket")
         creds = None
         if sock is not None and sock.family == socket.AF_UNIX:
@@ -86,8 +87,10 @@ class _Connection(FrameProtocol):
         ):
             # containerd's ttrpc socket (UnixSocketRequireSameUser) refuses other users.
             log.warning("ttrpc: refusing %s: credentials %s differ from ours", self.name, creds)
-            assert self.transport is not None
             self.transport.abort()
+            return
+        if self.server._closing:  # accepted just before the listener closed
+            self.transport.close()
             return
         self.server._connections.add(self)
 
