@@ -42,6 +42,7 @@ class DaemonMetrics:
     proxy_calls: Counter = field(init=False)
     proxy_latency: Histogram = field(init=False)
     restarts: Counter = field(init=False)
+    hung_kills: Counter = field(init=False)
     plugin_status: Gauge = field(init=False)
 
     def __post_init__(self) -> None:
@@ -74,6 +75,13 @@ class DaemonMetrics:
         self.restarts = Counter(
             "berthd_supervised_restarts",
             "Times the daemon restarted a supervised plugin process after it exited.",
+            ("plugin",),
+            registry=r,
+        )
+        self.hung_kills = Counter(
+            "berthd_supervised_hung_kills",
+            "Times the daemon killed a supervised plugin that kept its socket open "
+            "but stopped answering (it is then restarted).",
             ("plugin",),
             registry=r,
         )

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -40,6 +41,19 @@ log = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
+# A plugin that hangs (stopped, deadlocked) keeps its socket open and answers
+# nothing.  While it is up the monitor asks its health service every
+# PROBE_INTERVAL seconds; PROBE_MISSES answers in a row not given within
+# PROBE_TIMEOUT mark it hung: its channel is dropped, calls in flight on it
+# fail with Unavailable naming it, and new calls fail fast until it answers
+# again (within about 5 s in all).  HTTP/2 keepalive pings back this up for
+# the transport itself.
+PROBE_INTERVAL = 0.5
+PROBE_TIMEOUT = 1.5
+PROBE_MISSES = 2
+KEEPALIVE_TIME = 2.0
+KEEPALIVE_TIMEOUT = 2.0
+
 # Keep grpc-core's own reconnect backoff short: we replace the channel when
 # the plugin returns, but a channel that merely went idle reconnects itself.
 _CHANNEL_OPTIONS = (
@@ -47,6 +61,11 @@ _CHANNEL_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.keepalive_time_ms", int(KEEPALIVE_TIME * 1000)),
+    ("grpc.keepalive_timeout_ms", int(KEEPALIVE_TIMEOUT * 1000)),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.http2.min_time_between_pings_ms", 1000),
 )
 
 # Request metadata that belongs to the hop, not to the call.
@@ -111,6 +130,9 @@ class ProxyConnection:
         self._listeners: list[Callable[[bool], None]] = []
         self._closed = False
         self._failures = 0
+        # Channels dropped because the plugin stopped answering: calls that
+        # were on them report that, not a bare cancellation.
+        self._hung: weakref.WeakSet[grpc.aio.Channel] = weakref.WeakSet()
         self.channel = ConnectionChannel(self)
         if metrics is not None:
             metrics.proxy_up.labels(name, plugin_type).set(0)
@@ -180,6 +202,10 @@ class ProxyConnection:
         writer.close()
         return True
 
+    async def accepting(self) -> bool:
+        """Does the plugin's socket accept connections (whether or not it answers)?"""
+        return await self._probe(0.2)
+
     async def ready_channel(self) -> grpc.aio.Channel:
         """The live channel; Unavailable at once when the plugin is down."""
         if not self.up and not self._closed and await self._probe(0.2):
@@ -229,6 +255,51 @@ class ProxyConnection:
         if old is not None:
             await old.close(grace=0)
 
+    def dropped_as_hung(self, channel: grpc.aio.Channel | None) -> errdefs.Unavailable | None:
+        """The error for a call cut short because ``channel``'s plugin hung."""
+        if channel is not None and channel in self._hung:
+            return errdefs.Unavailable(f"{self.describe}: stopped answering (hung?)")
+        return None
+
+    async def _probe_health(self, channel: grpc.aio.Channel) -> None:
+        """Return once the plugin has missed PROBE_MISSES health checks in a row."""
+        stub = health_pb2_grpc.HealthStub(channel)
+        misses = 0
+        while misses < PROBE_MISSES:
+            await asyncio.sleep(PROBE_INTERVAL)
+            try:
+                await stub.Check(health_pb2.HealthCheckRequest(), timeout=PROBE_TIMEOUT)
+                misses = 0
+            except grpc.RpcError as e:
+                if e.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    await asyncio.Event().wait()  # a foreign plugin: the watch decides
+                if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    misses += 1
+                else:
+                    return  # broken: the watch sees it too
+        log.warning(
+            "%s: no answer to %d health checks in a row; dropping its connection",
+            self.describe,
+            PROBE_MISSES,
+        )
+        self._hung.add(channel)
+
+    async def _follow(self, channel: grpc.aio.Channel) -> None:
+        """Return when the plugin stops serving, its channel breaks or it hangs."""
+        tasks = [
+            asyncio.ensure_future(self._watch_health(channel)),
+            asyncio.ensure_future(self._probe_health(channel)),
+        ]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if channel in self._hung and self._channel is channel:
+            self._channel = None
+            await channel.close(grace=0)
+
     async def _watch_health(self, channel: grpc.aio.Channel) -> None:
         """Return when the plugin stops serving (or its channel breaks)."""
         stub = health_pb2_grpc.HealthStub(channel)
@@ -263,7 +334,7 @@ class ProxyConnection:
             channel = self._channel
             assert channel is not None
             self._set_up(True)
-            self._watch = asyncio.create_task(self._watch_health(channel))
+            self._watch = asyncio.create_task(self._follow(channel))
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
             if self._monitor is not None and self._monitor.cancelling():

@@ -15,6 +15,7 @@ multicallable, awaiting unary results, iterating streams, and ``write`` /
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
@@ -27,6 +28,11 @@ from api import errdefs, errgrpc
 class ProxyConnection(Protocol):
     """What a ConnectionChannel needs of the connection (``daemon.proxy``'s)."""
 
+    @property
+    def describe(self) -> str:
+        """The plugin and its socket, for error messages."""
+        ...
+
     async def ready_channel(self) -> grpc.aio.Channel:
         """The live channel; Unavailable at once when the plugin is down."""
         ...
@@ -35,8 +41,30 @@ class ProxyConnection(Protocol):
         """Count one call to the plugin."""
         ...
 
+    def dropped_as_hung(self, channel: grpc.aio.Channel | None) -> errdefs.Unavailable | None:
+        """The error for a call cut short because ``channel``'s plugin hung."""
+        ...
+
 
 Serializer = Callable[[Any], bytes] | None
+
+# A unary call the caller gave no deadline gets this one: a plugin that is
+# alive but stuck on one call (keepalive pings still answered) cannot hold
+# the caller forever.  Layer apply and diff legitimately take long: they get
+# none (a hung plugin still fails them through keepalive).
+DEFAULT_DEADLINE = 30.0
+UNBOUNDED = frozenset(
+    {"/containerd.services.diff.v1.Diff/Apply", "/containerd.services.diff.v1.Diff/Diff"}
+)
+
+# A stream whose plugin sends nothing for this long is given up on.
+STREAM_STALL = 30.0
+
+
+def _stalled(conn: ProxyConnection, method: str) -> errdefs.Unavailable:
+    return errdefs.Unavailable(
+        f"{conn.describe}: no progress on {method.rsplit('/', 1)[-1]} for {STREAM_STALL:g}s"
+    )
 
 
 def _typed(exc: BaseException | None) -> BaseException | None:
@@ -114,11 +142,21 @@ class _UnaryUnary(_Multicallable):
     async def _invoke(self, request: Any, kwargs: dict[str, Any]) -> Any:
         start = time.perf_counter()
         failure: BaseException | None = None
+        if kwargs.get("timeout") is None and self.method not in UNBOUNDED:
+            kwargs["timeout"] = DEFAULT_DEADLINE
+        channel = None
         try:
             channel = await self.conn.ready_channel()
             if self._live is None or self._live[0] is not channel:
                 self._live = (channel, channel.unary_unary(self.method, self.ser, self.des))
             return await self._live[1](request, **kwargs)
+        except (grpc.RpcError, asyncio.CancelledError) as e:
+            # A call on a channel dropped because its plugin hung ends as a
+            # local cancellation: the caller learns the plugin is unavailable.
+            failure = self.conn.dropped_as_hung(channel) or e
+            if failure is e:
+                raise
+            raise failure from None
         except BaseException as e:
             failure = e
             raise
@@ -133,9 +171,17 @@ class _StreamUnary(_Multicallable):
     async def _invoke(self, requests: Any, kwargs: dict[str, Any]) -> Any:
         start = time.perf_counter()
         failure: BaseException | None = None
+        channel = None
         try:
             channel = await self.conn.ready_channel()
             return await channel.stream_unary(self.method, self.ser, self.des)(requests, **kwargs)
+        except (grpc.RpcError, asyncio.CancelledError) as e:
+            # A call on a channel dropped because its plugin hung ends as a
+            # local cancellation: the caller learns the plugin is unavailable.
+            failure = self.conn.dropped_as_hung(channel) or e
+            if failure is e:
+                raise
+            raise failure from None
         except BaseException as e:
             failure = e
             raise
@@ -168,6 +214,7 @@ class _LazyCall:
         self._method = method
         self._open = open_call
         self._call: Any = None
+        self._channel: grpc.aio.Channel | None = None
         self._start = time.perf_counter()
         self._finished = False
         self._cancelled = False
@@ -186,32 +233,54 @@ class _LazyCall:
             except BaseException as e:
                 self._finish(e)
                 raise
+            self._channel = channel
             self._call = self._open(channel)
         return self._call
+
+    def _failed(self, e: BaseException) -> BaseException:
+        """What a failure of the call is to the caller (a hung plugin's cut is Unavailable)."""
+        if isinstance(e, grpc.RpcError | asyncio.CancelledError):
+            hung = self._conn.dropped_as_hung(self._channel)
+            if hung is not None:
+                self._finish(hung)
+                return hung
+        self._finish(e)
+        return e
 
     async def write(self, request: Any) -> None:
         call = await self._get()
         try:
             await call.write(request)
         except BaseException as e:
-            self._finish(e)
-            raise
+            err = self._failed(e)
+            if err is e:
+                raise
+            raise err from None
 
     async def done_writing(self) -> None:
         call = await self._get()
         try:
             await call.done_writing()
         except BaseException as e:
-            self._finish(e)
-            raise
+            err = self._failed(e)
+            if err is e:
+                raise
+            raise err from None
 
     async def read(self) -> Any:
         call = await self._get()
         try:
-            msg = await call.read()
+            try:
+                async with asyncio.timeout(STREAM_STALL):
+                    msg = await call.read()
+            except TimeoutError:
+                call.cancel()
+                raise _stalled(self._conn, self._method) from None
         except BaseException as e:
-            self._finish(e)
-            raise
+            err = self._failed(e)
+            if err is e:
+                raise
+            raise err from None
         if msg is grpc.aio.EOF:
             self._finish(None)
         return msg
@@ -228,9 +297,19 @@ class _LazyCall:
     async def _iterate(self) -> AsyncIterator[Any]:
         call = await self._get()
         try:
-            async for msg in call:
+            while True:
+                try:
+                    async with asyncio.timeout(STREAM_STALL):
+                        msg = await call.read()
+                except TimeoutError:
+                    call.cancel()
+                    raise _stalled(self._conn, self._method) from None
+                if msg is grpc.aio.EOF:
+                    break
                 yield msg
         except BaseException as e:
-            self._finish(e)
-            raise
+            err = self._failed(e)
+            if err is e:
+                raise
+            raise err from None
         self._finish(None)

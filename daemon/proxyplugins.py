@@ -96,6 +96,7 @@ def _make_init(name: str, p: ProxyPluginConfig) -> Init:
             if targets is not None:
                 targets.set(name, metrics_address)
         child: Child | None = None
+        supervisor: Supervisor | None = None
         if argv:
             supervisor = ic.resource(Supervisor)
             child = await supervisor.start(
@@ -105,7 +106,7 @@ def _make_init(name: str, p: ProxyPluginConfig) -> Init:
             log.info("proxy plugin %s: supervising pid %s", name, child.pid)
         conn = ProxyConnection(name, p.plugin_type, p.address, ic.optional(DaemonMetrics))
         conn.start()
-        return _BACKENDS[p.plugin_type](conn, child)
+        return _BACKENDS[p.plugin_type](conn, child, supervisor)
 
     return init
 

@@ -195,6 +195,19 @@ class Supervisor:
             if self.metrics is not None:
                 self.metrics.restarts.labels(child.spec.name).inc()
 
+    def kill(self, child: Child, reason: str) -> None:
+        """SIGKILL a child that is alive but useless (hung); it is restarted as
+        after a crash."""
+        if child.process is None or child.process.returncode is not None:
+            return
+        log.warning(
+            "plugin %s (pid %d): %s; killing it", child.spec.name, child.process.pid, reason
+        )
+        with contextlib.suppress(ProcessLookupError):
+            child.process.kill()
+        if self.metrics is not None:
+            self.metrics.hung_kills.labels(child.spec.name).inc()
+
     async def stop(self) -> None:
         """SIGTERM every child, SIGKILL after ``stop_timeout``, reap, remove sockets."""
         self._stopping = True

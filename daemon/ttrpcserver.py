@@ -25,7 +25,8 @@ class TtrpcEndpoint:
         self.address = address
         self.uid = uid
         self.gid = gid
-        self.server = Server()
+        # As containerd: only processes of the daemon's own user (shims) may connect.
+        self.server = Server(require_same_user=True)
         self.names: list[str] = []
 
     def add(self, svc: TtrpcService) -> None:

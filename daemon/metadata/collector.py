@@ -17,6 +17,15 @@ from daemon.metadata.snapshots import NamespacedSnapshotter
 
 log = logging.getLogger(__name__)
 
+# Seconds one backend's cleanup may take before the collection moves on.
+BACKEND_TIMEOUT = 10.0
+
+
+def _why(e: BaseException) -> str:
+    if isinstance(e, TimeoutError):
+        return f"no answer within {BACKEND_TIMEOUT:g}s (retried later)"
+    return str(e)
+
 
 @dataclass
 class GCStats:
@@ -29,6 +38,8 @@ class GCStats:
     backend_removed: int = 0
     # A backend could not be cleaned (a plugin was down): collect again soon.
     incomplete: bool = False
+    # The backends that failed or timed out this round ("content", snapshotter names).
+    failed: list[str] = field(default_factory=list)
 
     @property
     def elapsed(self) -> float:
@@ -51,6 +62,9 @@ class Collector:
         # crash left behind there (a blob committed but never recorded, a
         # prepared snapshot never recorded) is garbage nobody flagged.
         self._swept_backends = False
+        # One backend that hangs must not hold the collection (and every
+        # ``--sync`` delete waiting on it): it is given up on, retried later.
+        self.backend_timeout = BACKEND_TIMEOUT
 
     async def collect(self) -> GCStats:
         db = self.db
@@ -76,22 +90,26 @@ class Collector:
             assert self.content is not None
             t = time.perf_counter()
             try:
-                stats.backend_removed += await self.content.garbage_collect()
+                async with asyncio.timeout(self.backend_timeout):
+                    stats.backend_removed += await self.content.garbage_collect()
             except Exception as e:
-                log.warning("content garbage collection failed: %s", e)
+                log.warning("content garbage collection failed: %s", _why(e))
                 db.dirty_content = True  # try again next time
                 stats.incomplete = True
+                stats.failed.append("content")
             stats.content = time.perf_counter() - t
 
         async def snapshot_gc(name: str) -> None:
             sn = self.snapshotters[name]
             t = time.perf_counter()
             try:
-                stats.backend_removed += await sn.garbage_collect()
+                async with asyncio.timeout(self.backend_timeout):
+                    stats.backend_removed += await sn.garbage_collect()
             except Exception as e:
-                log.warning("snapshotter %s: garbage collection failed: %s", name, e)
+                log.warning("snapshotter %s: garbage collection failed: %s", name, _why(e))
                 db.dirty_snapshotters.add(name)
                 stats.incomplete = True
+                stats.failed.append(name)
             stats.snapshots[name] = time.perf_counter() - t
 
         jobs = [snapshot_gc(n) for n in sorted(dirty_snapshotters) if n in self.snapshotters]

@@ -124,6 +124,13 @@ class GCMetrics:
             ("kind",),
             registry=registry,
         )
+        self.backend_failures = Counter(
+            "berthd_gc_backend_failures",
+            "Backend cleanups a garbage collection gave up on (plugin down, failing or "
+            "hung), by backend; they are retried at the next collection.",
+            ("backend",),
+            registry=registry,
+        )
         for result in ("ok", "error"):
             self.runs.labels(result)
         for kind in (*(k.name.lower() for k in Kind), "backend"):
@@ -140,6 +147,8 @@ class GCMetrics:
             self.removed.labels(kind.name.lower()).inc(n)
         if stats.backend_removed:
             self.removed.labels("backend").inc(stats.backend_removed)
+        for backend in stats.failed:
+            self.backend_failures.labels(backend).inc()
 
 
 def register(registry: CollectorRegistry, store: MetadataStore) -> GCMetrics:
