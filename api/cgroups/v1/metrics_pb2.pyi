@@ -423,7 +423,11 @@ Global___MemoryOomControl: _TypeAlias = MemoryOomControl  # noqa: Y015
 
 @_typing.final
 class BlkIOStat(_message.Message):
-    """The blkio.*_recursive files, one entry per device and operation."""
+    """The blkio.*_recursive files, one entry per device and operation.  When no
+    device of the cgroup uses the CFQ scheduler, only io_serviced_recursive and
+    io_service_bytes_recursive are filled, from blkio.throttle.io_serviced and
+    blkio.throttle.io_service_bytes.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
