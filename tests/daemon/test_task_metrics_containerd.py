@@ -18,7 +18,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, message
+from google.protobuf.unknown_fields import UnknownFieldSet
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -97,6 +98,17 @@ async def _stats(address: str, namespace: str, container_id: str) -> any_pb2.Any
     return metric.data
 
 
+def _unknown_fields(msg: message.Message, path: str = "") -> list[str]:
+    """Where ``msg`` (nested messages included) holds fields its descriptor does not know."""
+    out = [f"{path or '.'}#{f.field_number}" for f in UnknownFieldSet(msg)]
+    for field, value in msg.ListFields():
+        if field.message_type is None:
+            continue
+        for i, sub in enumerate(value if field.is_repeated else [value]):
+            out += _unknown_fields(sub, f"{path}.{field.name}[{i}]")
+    return out
+
+
 class ContainerdTasks:
     """A StatsSource over a real containerd's Tasks API, standing where berthd's Tasks
     service will: the running tasks of the given namespaces, and each one's Stats Any."""
@@ -128,6 +140,10 @@ async def test_real_shim_stats_decode_to_plausible_values(host: Host) -> None:
     packed = await _stats(host.containerd.address, "default", "sleeper")
     assert packed.type_url == (V2_URL if UNIFIED else V1_URL)
     stats = decode_stats(packed)
+    # Every field the shim wrote is one our proto declares with the same number and type:
+    # nothing is left over as unknown, and re-encoding gives the shim's bytes back.
+    assert _unknown_fields(stats) == []
+    assert stats.SerializeToString() == packed.value
     if isinstance(stats, v1.Metrics):
         assert stats.memory.usage.usage > 0
         assert stats.memory.usage.limit >= stats.memory.usage.usage
