@@ -78,7 +78,7 @@ def _families(page: str | bytes, prefix: str = "container_") -> Families:
 
 def _containerd_page(host: Host) -> str:
     url = f"http://{host.metrics_address}/v1/metrics"
-    with urllib.request.urlopen(url, timeout=15) as r:
+    with urllib.request.urlopen(url, timeout=60) as r:
         return str(r.read().decode())
 
 
@@ -157,24 +157,45 @@ async def test_real_shim_stats_decode_to_plausible_values(host: Host) -> None:
         assert stats.cpu.usage_usec > 0
 
 
+def _shape(families: Families) -> dict[str, set[tuple[str, ...]]]:
+    """Family -> the label-name sets of its samples."""
+    return {name: {tuple(sorted(labels)) for labels, _ in s} for name, s in families.items()}
+
+
+async def _stats_and_page(host: Host) -> tuple[any_pb2.Any, str]:
+    """The sleeper's Stats Any and containerd's page, with the same families present.
+
+    A family appears once its section has entries (e.g. blkio after the task's first
+    uncached read), so the stats are taken between two scrapes that agree on the shape.
+    """
+    for _ in range(5):
+        before = await asyncio.to_thread(_containerd_page, host)
+        packed = await _stats(host.containerd.address, "default", "sleeper")
+        after = await asyncio.to_thread(_containerd_page, host)
+        if _shape(_families(before)) == _shape(_families(after)):
+            return packed, after
+    pytest.fail("containerd's container_* families kept changing between scrapes")
+
+
 async def test_families_and_labels_match_containerds_page(host: Host) -> None:
-    packed = await _stats(host.containerd.address, "default", "sleeper")
+    packed, page = await _stats_and_page(host)
+    theirs = _families(page)
     collector = TaskMetricsCollector()
     # containerd labels the tasks it created with their runtime (services/tasks/local.go).
     collector.update("default", "sleeper", packed, labels={"runtime": RUNTIME})
     registry = CollectorRegistry()
     registry.register(collector)
     ours = _families(generate_latest(registry))
-    theirs = _families(await asyncio.to_thread(_containerd_page, host))
 
     # 58 families on a v1 host whose container uses no block device or huge pages.
     assert len(theirs) >= 10, f"containerd's page has few container_* families: {sorted(theirs)}"
-    assert sorted(ours) == sorted(theirs)
-    for name, samples in theirs.items():
-        their_labels = sorted(sorted(labels) for labels, _ in samples)
-        our_labels = sorted(sorted(labels) for labels, _ in ours[name])
-        assert our_labels == their_labels, name
-        assert {labels["container_id"] for labels, _ in ours[name]} == {"sleeper"}
+    assert _shape(ours) == _shape(theirs), (
+        f"only ours: {sorted(set(ours) - set(theirs))}, "
+        f"only containerd's: {sorted(set(theirs) - set(ours))}"
+    )
+    for name in ours:
+        assert {labels["container_id"] for labels, _ in ours[name]} == {"sleeper"}, name
+        assert all(labels["runtime"] == RUNTIME for labels, _ in ours[name]), name
     for name in STEADY:
         assert ours[name] == theirs[name], name
 
@@ -183,13 +204,12 @@ async def test_families_and_labels_match_containerds_page(host: Host) -> None:
 async def test_promtool_finds_what_it_finds_in_containerds_page(host: Host) -> None:
     if shutil.which("promtool") is None:
         pytest.skip("needs promtool (Debian package prometheus)")
+    packed, page = await _stats_and_page(host)
     collector = TaskMetricsCollector()
-    packed = await _stats(host.containerd.address, "default", "sleeper")
     collector.update("default", "sleeper", packed, labels={"runtime": RUNTIME})
     registry = CollectorRegistry()
     registry.register(collector)
     ours = promtool_findings(generate_latest(registry))
-    page = await asyncio.to_thread(_containerd_page, host)
     theirs = [line for line in promtool_findings(page.encode()) if line.startswith("container_")]
     assert sorted(ours) == sorted(theirs)
     assert all(line.partition(" ")[2] in INHERITED_LINT for line in ours)
