@@ -32,6 +32,13 @@ EVENT_MODULES = (
     "api.containerd.events.sandbox_pb2",
 )
 
+# Payloads other than events that travel in an Any the daemon unpacks: the
+# cgroup statistics a runc shim returns from Task.Stats.
+PAYLOAD_MODULES = (
+    "api.cgroups.v1.metrics_pb2",
+    "api.cgroups.v2.metrics_pb2",
+)
+
 # Topic each event payload is published on (containerd's runtime/events and services).
 EVENT_TOPICS = {
     "containerd.events.ContainerCreate": "/containers/create",
@@ -76,7 +83,7 @@ class TypeRegistry:
     pool: descriptor_pool.DescriptorPool = field(default_factory=descriptor_pool.Default)
 
     def __post_init__(self) -> None:
-        for name in EVENT_MODULES:
+        for name in (*EVENT_MODULES, *PAYLOAD_MODULES):
             importlib.import_module(name)
 
     def pack(self, value: message.Message | JSONValue) -> any_pb2.Any:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 import importlib
+import subprocess
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -19,7 +21,16 @@ import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import FileDescriptor
 
-from tests.api.wire_table import ENUMS, EVENTS, MESSAGES, OPTIONAL_MESSAGES, RPCS, Field, Message
+from tests.api.wire_table import (
+    CGROUP_STATS,
+    ENUMS,
+    EVENTS,
+    MESSAGES,
+    OPTIONAL_MESSAGES,
+    RPCS,
+    Field,
+    Message,
+)
 
 F = descriptor_pb2.FieldDescriptorProto
 T = TypeVar("T")
@@ -160,7 +171,7 @@ def _check_message(full_name: str, expected: Message) -> None:
 
 def test_table_is_closed_over_its_references() -> None:
     """Every type the table mentions is itself in the table (or a well-known type)."""
-    tables = {**MESSAGES, **EVENTS, **OPTIONAL_MESSAGES}
+    tables = {**MESSAGES, **EVENTS, **OPTIONAL_MESSAGES, **CGROUP_STATS}
     referenced = {name for rpc in RPCS.values() for name in rpc[:2]}
     for message in tables.values():
         for _number, _type, _label, type_name in message.values():
@@ -261,6 +272,38 @@ def test_event_payload_matches_containerd(api_files: ApiFiles, full_name: str) -
     _check_message(full_name, EVENTS[full_name])
 
 
+@pytest.mark.parametrize("full_name", list(CGROUP_STATS))
+def test_cgroup_stats_match_containerd(api_files: ApiFiles, full_name: str) -> None:
+    _check_message(full_name, CGROUP_STATS[full_name])
+
+
+@pytest.mark.parametrize(
+    ("module", "url"),
+    [
+        ("api.cgroups.v1.metrics_pb2", "io.containerd.cgroups.v1.Metrics"),
+        ("api.cgroups.v2.metrics_pb2", "io.containerd.cgroups.v2.Metrics"),
+    ],
+)
+def test_typeurl_knows_the_cgroup_metrics(module: str, url: str) -> None:
+    """The runc shim's Stats Any names the message by its bare full name (typeurl of a
+    proto message).  A fresh process that imports only api.typeurl must pack and unpack
+    it: the daemon decodes stats without importing the cgroups modules itself."""
+    cls = importlib.import_module(module).Metrics
+    payload = cls(pids={"current": 3}).SerializeToString().hex()
+    script = (
+        "from google.protobuf import any_pb2\n"
+        "from api.typeurl import TypeRegistry, type_url\n"
+        "r = TypeRegistry()\n"
+        f"m = r.unpack(any_pb2.Any(type_url={url!r}, value=bytes.fromhex({payload!r})))\n"
+        "print(type_url(m), m.pids.current, r.pack(m).type_url)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [url, "3", url]
+
+
 @pytest.mark.parametrize("full_name", list(OPTIONAL_MESSAGES))
 def test_optional_message_matches_containerd_if_declared(
     api_files: ApiFiles, full_name: str
@@ -272,7 +315,7 @@ def test_optional_message_matches_containerd_if_declared(
 
 def test_no_messages_or_enums_beyond_containerd(api_files: ApiFiles) -> None:
     """Every message and enum declared under api/ is one containerd declares."""
-    known = set(MESSAGES) | set(EVENTS) | set(OPTIONAL_MESSAGES) | set(ENUMS)
+    known = set(MESSAGES) | set(EVENTS) | set(OPTIONAL_MESSAGES) | set(CGROUP_STATS) | set(ENUMS)
     problems: list[str] = []
     for file in api_files:
         proto = descriptor_pb2.FileDescriptorProto()
@@ -289,7 +332,7 @@ def test_no_messages_or_enums_beyond_containerd(api_files: ApiFiles) -> None:
 
 def test_contract_files_are_proto3(api_files: ApiFiles) -> None:
     """containerd's files are proto3; another syntax changes presence and packing rules."""
-    contract = set(MESSAGES) | set(EVENTS) | set(OPTIONAL_MESSAGES) | set(ENUMS)
+    contract = set(MESSAGES) | set(EVENTS) | set(OPTIONAL_MESSAGES) | set(CGROUP_STATS) | set(ENUMS)
     problems: list[str] = []
     for file in api_files:
         proto = descriptor_pb2.FileDescriptorProto()

@@ -10,7 +10,9 @@ Nothing here is read from containerd at run time; the facts were copied once fro
 * ``grpc.health.v1`` and ``google.rpc.Status`` as vendored by containerd v1.7.34
   (google.golang.org/grpc v1.59.0: Health has exactly Check and Watch);
 * ttrpc's own envelope (package ``ttrpc``) from github.com/containerd/ttrpc ``request.proto``
-  (v1.2.x, vendored by containerd 1.7; v1.1.1, vendored by 1.6, declares the same fields).
+  (v1.2.x, vendored by containerd 1.7; v1.1.1, vendored by 1.6, declares the same fields);
+* the cgroup statistics in ``CGROUP_STATS`` from github.com/containerd/cgroups v3.1.3 as
+  vendored by containerd v2.3.4 (a superset of 1.6.20's and 1.7.34's; see the table).
 
 Conventions:
 
@@ -1094,6 +1096,267 @@ OPTIONAL_MESSAGES: dict[str, Message] = {
         "namespace": (2, F.TYPE_STRING, OPTIONAL, None),
         "topic": (3, F.TYPE_STRING, OPTIONAL, None),
         "event": (4, F.TYPE_MESSAGE, OPTIONAL, "google.protobuf.Any"),
+    },
+}
+
+# The cgroup statistics a shim's Task.Stats (and so Tasks.Metrics) returns in an Any whose type
+# URL is the bare full name: "io.containerd.cgroups.v1.Metrics" on a cgroup v1 host,
+# "io.containerd.cgroups.v2.Metrics" on a unified one.  Transcribed from github.com/containerd/
+# cgroups v3.1.3 as vendored by containerd v2.3.4; cgroups v1.0.4 (containerd 1.6.20) and v3.0.2
+# (containerd 1.7.34) declare the same messages and fields except those marked "not in v3.0.2"
+# (added in v3.0.3 to v3.1.3).
+CGROUP_STATS: dict[str, Message] = {
+    # cgroups v3.1.3 cgroup1/stats/metrics.proto (package io.containerd.cgroups.v1)
+    "io.containerd.cgroups.v1.Metrics": {
+        "hugetlb": (1, F.TYPE_MESSAGE, REPEATED, "io.containerd.cgroups.v1.HugetlbStat"),
+        "pids": (2, F.TYPE_MESSAGE, OPTIONAL, "io.containerd.cgroups.v1.PidsStat"),
+        "cpu": (3, F.TYPE_MESSAGE, OPTIONAL, "io.containerd.cgroups.v1.CPUStat"),
+        "memory": (4, F.TYPE_MESSAGE, OPTIONAL, "io.containerd.cgroups.v1.MemoryStat"),
+        "blkio": (5, F.TYPE_MESSAGE, OPTIONAL, "io.containerd.cgroups.v1.BlkIOStat"),
+        "rdma": (6, F.TYPE_MESSAGE, OPTIONAL, "io.containerd.cgroups.v1.RdmaStat"),
+        "network": (7, F.TYPE_MESSAGE, REPEATED, "io.containerd.cgroups.v1.NetworkStat"),
+        "cgroup_stats": (8, F.TYPE_MESSAGE, OPTIONAL, "io.containerd.cgroups.v1.CgroupStats"),
+        "memory_oom_control": (9, F.TYPE_MESSAGE, OPTIONAL, "io.containerd.cgroups.v1.MemoryOomControl"),
+    },
+    "io.containerd.cgroups.v1.HugetlbStat": {
+        "usage": (1, F.TYPE_UINT64, OPTIONAL, None),
+        "max": (2, F.TYPE_UINT64, OPTIONAL, None),
+        "failcnt": (3, F.TYPE_UINT64, OPTIONAL, None),
+        "pagesize": (4, F.TYPE_STRING, OPTIONAL, None),
+    },
+    "io.containerd.cgroups.v1.PidsStat": {
+        "current": (1, F.TYPE_UINT64, OPTIONAL, None),
+        "limit": (2, F.TYPE_UINT64, OPTIONAL, None),
+    },
+    "io.containerd.cgroups.v1.CPUStat": {
+        "usage": (1, F.TYPE_MESSAGE, OPTIONAL, "io.containerd.cgroups.v1.CPUUsage"),
+        "throttling": (2, F.TYPE_MESSAGE, OPTIONAL, "io.containerd.cgroups.v1.Throttle"),
+    },
+    "io.containerd.cgroups.v1.CPUUsage": {
+        "total": (1, F.TYPE_UINT64, OPTIONAL, None),
+        "kernel": (2, F.TYPE_UINT64, OPTIONAL, None),
+        "user": (3, F.TYPE_UINT64, OPTIONAL, None),
+        "per_cpu": (4, F.TYPE_UINT64, REPEATED, None),
+    },
+    "io.containerd.cgroups.v1.Throttle": {
+        "periods": (1, F.TYPE_UINT64, OPTIONAL, None),
+        "throttled_periods": (2, F.TYPE_UINT64, OPTIONAL, None),
+        "throttled_time": (3, F.TYPE_UINT64, OPTIONAL, None),
+    },
+    "io.containerd.cgroups.v1.MemoryStat": {
+        "cache": (1, F.TYPE_UINT64, OPTIONAL, None),
+        "rss": (2, F.TYPE_UINT64, OPTIONAL, None),
+        "rss_huge": (3, F.TYPE_UINT64, OPTIONAL, None),
+        "mapped_file": (4, F.TYPE_UINT64, OPTIONAL, None),
+        "dirty": (5, F.TYPE_UINT64, OPTIONAL, None),
+        "writeback": (6, F.TYPE_UINT64, OPTIONAL, None),
+        "pg_pg_in": (7, F.TYPE_UINT64, OPTIONAL, None),
+        "pg_pg_out": (8, F.TYPE_UINT64, OPTIONAL, None),
+        "pg_fault": (9, F.TYPE_UINT64, OPTIONAL, None),
+        "pg_maj_fault": (10, F.TYPE_UINT64, OPTIONAL, None),
+        "inactive_anon": (11, F.TYPE_UINT64, OPTIONAL, None),
+        "active_anon": (12, F.TYPE_UINT64, OPTIONAL, None),
+        "inactive_file": (13, F.TYPE_UINT64, OPTIONAL, None),
+        "active_file": (14, F.TYPE_UINT64, OPTIONAL, None),
+        "unevictable": (15, F.TYPE_UINT64, OPTIONAL, None),
+        "hierarchical_memory_limit": (16, F.TYPE_UINT64, OPTIONAL, None),
+        "hierarchical_swap_limit": (17, F.TYPE_UINT64, OPTIONAL, None),
+        "total_cache": (18, F.TYPE_UINT64, OPTIONAL, None),
+        "total_rss": (19, F.TYPE_UINT64, OPTIONAL, None),
+        "total_rss_huge": (20, F.TYPE_UINT64, OPTIONAL, None),
+        "total_mapped_file": (21, F.TYPE_UINT64, OPTIONAL, None),
+        "total_dirty": (22, F.TYPE_UINT64, OPTIONAL, None),
+        "total_writeback": (23, F.TYPE_UINT64, OPTIONAL, None),
+        "total_pg_pg_in": (24, F.TYPE_UINT64, OPTIONAL, None),
+        "total_pg_pg_out": (25, F.TYPE_UINT64, OPTIONAL, None),
+        "total_pg_fault": (26, F.TYPE_UINT64, OPTIONAL, None),
+        "total_pg_maj_fault": (27, F.TYPE_UINT64, OPTIONAL, None),
+        "total_inactive_anon": (28, F.TYPE_UINT64, OPTIONAL, None),
+        "total_active_anon": (29, F.TYPE_UINT64, OPTIONAL, None),
+        "total_inactive_file": (30, F.TYPE_UINT64, OPTIONAL, None),
+        "total_active_file": (31, F.TYPE_UINT64, OPTIONAL, None),
+        "total_unevictable": (32, F.TYPE_UINT64, OPTIONAL, None),
+        "usage": (33, F.TYPE_MESSAGE, OPTIONAL, "io.containerd.cgroups.v1.MemoryEntry"),
+        "swap": (34, F.TYPE_MESSAGE, OPTIONAL, "io.containerd.cgroups.v1.MemoryEntry"),
+        "kernel": (35, F.TYPE_MESSAGE, OPTIONAL, "io.containerd.cgroups.v1.MemoryEntry"),
+        "kernel_tcp": (36, F.TYPE_MESSAGE, OPTIONAL, "io.containerd.cgroups.v1.MemoryEntry"),
+    },
+    "io.containerd.cgroups.v1.MemoryEntry": {
+        "limit": (1, F.TYPE_UINT64, OPTIONAL, None),
+        "usage": (2, F.TYPE_UINT64, OPTIONAL, None),
+        "max": (3, F.TYPE_UINT64, OPTIONAL, None),
+        "failcnt": (4, F.TYPE_UINT64, OPTIONAL, None),
+    },
+    "io.containerd.cgroups.v1.MemoryOomControl": {
+        "oom_kill_disable": (1, F.TYPE_UINT64, OPTIONAL, None),
+        "under_oom": (2, F.TYPE_UINT64, OPTIONAL, None),
+        "oom_kill": (3, F.TYPE_UINT64, OPTIONAL, None),
+    },
+    "io.containerd.cgroups.v1.BlkIOStat": {
+        "io_service_bytes_recursive": (1, F.TYPE_MESSAGE, REPEATED, "io.containerd.cgroups.v1.BlkIOEntry"),
+        "io_serviced_recursive": (2, F.TYPE_MESSAGE, REPEATED, "io.containerd.cgroups.v1.BlkIOEntry"),
+        "io_queued_recursive": (3, F.TYPE_MESSAGE, REPEATED, "io.containerd.cgroups.v1.BlkIOEntry"),
+        "io_service_time_recursive": (4, F.TYPE_MESSAGE, REPEATED, "io.containerd.cgroups.v1.BlkIOEntry"),
+        "io_wait_time_recursive": (5, F.TYPE_MESSAGE, REPEATED, "io.containerd.cgroups.v1.BlkIOEntry"),
+        "io_merged_recursive": (6, F.TYPE_MESSAGE, REPEATED, "io.containerd.cgroups.v1.BlkIOEntry"),
+        "io_time_recursive": (7, F.TYPE_MESSAGE, REPEATED, "io.containerd.cgroups.v1.BlkIOEntry"),
+        "sectors_recursive": (8, F.TYPE_MESSAGE, REPEATED, "io.containerd.cgroups.v1.BlkIOEntry"),
+    },
+    "io.containerd.cgroups.v1.BlkIOEntry": {
+        "op": (1, F.TYPE_STRING, OPTIONAL, None),
+        "device": (2, F.TYPE_STRING, OPTIONAL, None),
+        "major": (3, F.TYPE_UINT64, OPTIONAL, None),
+        "minor": (4, F.TYPE_UINT64, OPTIONAL, None),
+        "value": (5, F.TYPE_UINT64, OPTIONAL, None),
+    },
+    "io.containerd.cgroups.v1.RdmaStat": {
+        "current": (1, F.TYPE_MESSAGE, REPEATED, "io.containerd.cgroups.v1.RdmaEntry"),
+        "limit": (2, F.TYPE_MESSAGE, REPEATED, "io.containerd.cgroups.v1.RdmaEntry"),
+    },
+    "io.containerd.cgroups.v1.RdmaEntry": {
+        "device": (1, F.TYPE_STRING, OPTIONAL, None),
+        "hca_handles": (2, F.TYPE_UINT32, OPTIONAL, None),
+        "hca_objects": (3, F.TYPE_UINT32, OPTIONAL, None),
+    },
+    "io.containerd.cgroups.v1.NetworkStat": {
+        "name": (1, F.TYPE_STRING, OPTIONAL, None),
+        "rx_bytes": (2, F.TYPE_UINT64, OPTIONAL, None),
+        "rx_packets": (3, F.TYPE_UINT64, OPTIONAL, None),
+        "rx_errors": (4, F.TYPE_UINT64, OPTIONAL, None),
+        "rx_dropped": (5, F.TYPE_UINT64, OPTIONAL, None),
+        "tx_bytes": (6, F.TYPE_UINT64, OPTIONAL, None),
+        "tx_packets": (7, F.TYPE_UINT64, OPTIONAL, None),
+        "tx_errors": (8, F.TYPE_UINT64, OPTIONAL, None),
+        "tx_dropped": (9, F.TYPE_UINT64, OPTIONAL, None),
+    },
+    "io.containerd.cgroups.v1.CgroupStats": {
+        "nr_sleeping": (1, F.TYPE_UINT64, OPTIONAL, None),
+        "nr_running": (2, F.TYPE_UINT64, OPTIONAL, None),
+        "nr_stopped": (3, F.TYPE_UINT64, OPTIONAL, None),
+        "nr_uninterruptible": (4, F.TYPE_UINT64, OPTIONAL, None),
+        "nr_io_wait": (5, F.TYPE_UINT64, OPTIONAL, None),
+    },
+    # cgroups v3.1.3 cgroup2/stats/metrics.proto (package io.containerd.cgroups.v2)
+    "io.containerd.cgroups.v2.Metrics": {
+        "pids": (1, F.TYPE_MESSAGE, OPTIONAL, "io.containerd.cgroups.v2.PidsStat"),
+        "cpu": (2, F.TYPE_MESSAGE, OPTIONAL, "io.containerd.cgroups.v2.CPUStat"),
+        "memory": (4, F.TYPE_MESSAGE, OPTIONAL, "io.containerd.cgroups.v2.MemoryStat"),
+        "rdma": (5, F.TYPE_MESSAGE, OPTIONAL, "io.containerd.cgroups.v2.RdmaStat"),
+        "io": (6, F.TYPE_MESSAGE, OPTIONAL, "io.containerd.cgroups.v2.IOStat"),
+        "hugetlb": (7, F.TYPE_MESSAGE, REPEATED, "io.containerd.cgroups.v2.HugeTlbStat"),
+        "memory_events": (8, F.TYPE_MESSAGE, OPTIONAL, "io.containerd.cgroups.v2.MemoryEvents"),
+        "network": (9, F.TYPE_MESSAGE, REPEATED, "io.containerd.cgroups.v2.NetworkStat"),  # not in v3.0.2
+    },
+    "io.containerd.cgroups.v2.PSIData": {  # not in v3.0.2
+        "avg10": (1, F.TYPE_DOUBLE, OPTIONAL, None),
+        "avg60": (2, F.TYPE_DOUBLE, OPTIONAL, None),
+        "avg300": (3, F.TYPE_DOUBLE, OPTIONAL, None),
+        "total": (4, F.TYPE_UINT64, OPTIONAL, None),
+    },
+    "io.containerd.cgroups.v2.PSIStats": {  # not in v3.0.2
+        "some": (1, F.TYPE_MESSAGE, OPTIONAL, "io.containerd.cgroups.v2.PSIData"),
+        "full": (2, F.TYPE_MESSAGE, OPTIONAL, "io.containerd.cgroups.v2.PSIData"),
+    },
+    "io.containerd.cgroups.v2.PidsStat": {
+        "current": (1, F.TYPE_UINT64, OPTIONAL, None),
+        "limit": (2, F.TYPE_UINT64, OPTIONAL, None),
+    },
+    "io.containerd.cgroups.v2.CPUStat": {
+        "usage_usec": (1, F.TYPE_UINT64, OPTIONAL, None),
+        "user_usec": (2, F.TYPE_UINT64, OPTIONAL, None),
+        "system_usec": (3, F.TYPE_UINT64, OPTIONAL, None),
+        "nr_periods": (4, F.TYPE_UINT64, OPTIONAL, None),
+        "nr_throttled": (5, F.TYPE_UINT64, OPTIONAL, None),
+        "throttled_usec": (6, F.TYPE_UINT64, OPTIONAL, None),
+        "psi": (7, F.TYPE_MESSAGE, OPTIONAL, "io.containerd.cgroups.v2.PSIStats"),  # not in v3.0.2
+        "nr_bursts": (8, F.TYPE_UINT64, OPTIONAL, None),  # not in v3.0.2
+        "burst_usec": (9, F.TYPE_UINT64, OPTIONAL, None),  # not in v3.0.2
+    },
+    "io.containerd.cgroups.v2.MemoryStat": {
+        "anon": (1, F.TYPE_UINT64, OPTIONAL, None),
+        "file": (2, F.TYPE_UINT64, OPTIONAL, None),
+        "kernel_stack": (3, F.TYPE_UINT64, OPTIONAL, None),
+        "slab": (4, F.TYPE_UINT64, OPTIONAL, None),
+        "sock": (5, F.TYPE_UINT64, OPTIONAL, None),
+        "shmem": (6, F.TYPE_UINT64, OPTIONAL, None),
+        "file_mapped": (7, F.TYPE_UINT64, OPTIONAL, None),
+        "file_dirty": (8, F.TYPE_UINT64, OPTIONAL, None),
+        "file_writeback": (9, F.TYPE_UINT64, OPTIONAL, None),
+        "anon_thp": (10, F.TYPE_UINT64, OPTIONAL, None),
+        "inactive_anon": (11, F.TYPE_UINT64, OPTIONAL, None),
+        "active_anon": (12, F.TYPE_UINT64, OPTIONAL, None),
+        "inactive_file": (13, F.TYPE_UINT64, OPTIONAL, None),
+        "active_file": (14, F.TYPE_UINT64, OPTIONAL, None),
+        "unevictable": (15, F.TYPE_UINT64, OPTIONAL, None),
+        "slab_reclaimable": (16, F.TYPE_UINT64, OPTIONAL, None),
+        "slab_unreclaimable": (17, F.TYPE_UINT64, OPTIONAL, None),
+        "pgfault": (18, F.TYPE_UINT64, OPTIONAL, None),
+        "pgmajfault": (19, F.TYPE_UINT64, OPTIONAL, None),
+        "workingset_refault": (20, F.TYPE_UINT64, OPTIONAL, None),
+        "workingset_activate": (21, F.TYPE_UINT64, OPTIONAL, None),
+        "workingset_nodereclaim": (22, F.TYPE_UINT64, OPTIONAL, None),
+        "pgrefill": (23, F.TYPE_UINT64, OPTIONAL, None),
+        "pgscan": (24, F.TYPE_UINT64, OPTIONAL, None),
+        "pgsteal": (25, F.TYPE_UINT64, OPTIONAL, None),
+        "pgactivate": (26, F.TYPE_UINT64, OPTIONAL, None),
+        "pgdeactivate": (27, F.TYPE_UINT64, OPTIONAL, None),
+        "pglazyfree": (28, F.TYPE_UINT64, OPTIONAL, None),
+        "pglazyfreed": (29, F.TYPE_UINT64, OPTIONAL, None),
+        "thp_fault_alloc": (30, F.TYPE_UINT64, OPTIONAL, None),
+        "thp_collapse_alloc": (31, F.TYPE_UINT64, OPTIONAL, None),
+        "usage": (32, F.TYPE_UINT64, OPTIONAL, None),
+        "usage_limit": (33, F.TYPE_UINT64, OPTIONAL, None),
+        "swap_usage": (34, F.TYPE_UINT64, OPTIONAL, None),
+        "swap_limit": (35, F.TYPE_UINT64, OPTIONAL, None),
+        "max_usage": (36, F.TYPE_UINT64, OPTIONAL, None),  # not in v3.0.2
+        "swap_max_usage": (37, F.TYPE_UINT64, OPTIONAL, None),  # not in v3.0.2
+        "psi": (38, F.TYPE_MESSAGE, OPTIONAL, "io.containerd.cgroups.v2.PSIStats"),  # not in v3.0.2
+    },
+    "io.containerd.cgroups.v2.MemoryEvents": {
+        "low": (1, F.TYPE_UINT64, OPTIONAL, None),
+        "high": (2, F.TYPE_UINT64, OPTIONAL, None),
+        "max": (3, F.TYPE_UINT64, OPTIONAL, None),
+        "oom": (4, F.TYPE_UINT64, OPTIONAL, None),
+        "oom_kill": (5, F.TYPE_UINT64, OPTIONAL, None),
+        "oom_group_kill": (6, F.TYPE_UINT64, OPTIONAL, None),  # not in v3.0.2
+    },
+    "io.containerd.cgroups.v2.RdmaStat": {
+        "current": (1, F.TYPE_MESSAGE, REPEATED, "io.containerd.cgroups.v2.RdmaEntry"),
+        "limit": (2, F.TYPE_MESSAGE, REPEATED, "io.containerd.cgroups.v2.RdmaEntry"),
+    },
+    "io.containerd.cgroups.v2.RdmaEntry": {
+        "device": (1, F.TYPE_STRING, OPTIONAL, None),
+        "hca_handles": (2, F.TYPE_UINT32, OPTIONAL, None),
+        "hca_objects": (3, F.TYPE_UINT32, OPTIONAL, None),
+    },
+    "io.containerd.cgroups.v2.IOStat": {
+        "usage": (1, F.TYPE_MESSAGE, REPEATED, "io.containerd.cgroups.v2.IOEntry"),
+        "psi": (2, F.TYPE_MESSAGE, OPTIONAL, "io.containerd.cgroups.v2.PSIStats"),  # not in v3.0.2
+    },
+    "io.containerd.cgroups.v2.IOEntry": {
+        "major": (1, F.TYPE_UINT64, OPTIONAL, None),
+        "minor": (2, F.TYPE_UINT64, OPTIONAL, None),
+        "rbytes": (3, F.TYPE_UINT64, OPTIONAL, None),
+        "wbytes": (4, F.TYPE_UINT64, OPTIONAL, None),
+        "rios": (5, F.TYPE_UINT64, OPTIONAL, None),
+        "wios": (6, F.TYPE_UINT64, OPTIONAL, None),
+    },
+    "io.containerd.cgroups.v2.HugeTlbStat": {
+        "current": (1, F.TYPE_UINT64, OPTIONAL, None),
+        "max": (2, F.TYPE_UINT64, OPTIONAL, None),
+        "pagesize": (3, F.TYPE_STRING, OPTIONAL, None),
+        "failcnt": (4, F.TYPE_UINT64, OPTIONAL, None),  # not in v3.0.2
+    },
+    "io.containerd.cgroups.v2.NetworkStat": {  # not in v3.0.2
+        "name": (1, F.TYPE_STRING, OPTIONAL, None),
+        "rx_bytes": (2, F.TYPE_UINT64, OPTIONAL, None),
+        "rx_packets": (3, F.TYPE_UINT64, OPTIONAL, None),
+        "rx_errors": (4, F.TYPE_UINT64, OPTIONAL, None),
+        "rx_dropped": (5, F.TYPE_UINT64, OPTIONAL, None),
+        "tx_bytes": (6, F.TYPE_UINT64, OPTIONAL, None),
+        "tx_packets": (7, F.TYPE_UINT64, OPTIONAL, None),
+        "tx_errors": (8, F.TYPE_UINT64, OPTIONAL, None),
+        "tx_dropped": (9, F.TYPE_UINT64, OPTIONAL, None),
     },
 }
 
