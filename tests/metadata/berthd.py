@@ -25,8 +25,9 @@ def _argv(*items: str | Path) -> str:
     return "[" + ", ".join(_q(i) for i in items) + "]"
 
 
-def config_toml(d: Path) -> str:
-    """Daemon, content, native snapshotter and differ, all under ``d``.
+def config_toml(d: Path, extra: str = "") -> str:
+    """Daemon, content, native snapshotter and differ, all under ``d``; ``extra``
+    is appended (e.g. a plugin section).
 
     The differ reads and writes content through the daemon (namespaced, under
     the caller's lease), as containerd's diff service does.
@@ -62,16 +63,16 @@ state = {_q(d / "state")}
   type = "diff"
   address = {_q(d_sock)}
   command = {diff}
-"""
+{extra}"""
 
 
 class Berthd:
-    def __init__(self, d: Path) -> None:
+    def __init__(self, d: Path, extra_toml: str = "") -> None:
         self.dir = d
         d.mkdir(parents=True, exist_ok=True)
         self.address = str(d / "berthd.sock")
         self.config = d / "config.toml"
-        self.config.write_text(config_toml(d))
+        self.config.write_text(config_toml(d, extra_toml))
         self.proc: Proc | None = None
         self.starts = 0
 
