@@ -11,12 +11,17 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 
 from api import namespaces
 from api.containerd.services.content.v1 import content_pb2, content_pb2_grpc
+from api.containerd.services.diff.v1 import diff_pb2
+from api.containerd.services.namespaces.v1 import namespace_pb2
+from api.containerd.services.snapshots.v1 import snapshots_pb2
+from api.containerd.types import mount_pb2
 from tests.metadata.berthd import Berthd
 from tests.support import need_root, short_tmpdir
 from tests.support.containerd import need_containerd
@@ -338,3 +343,44 @@ def test_kill9_in_the_middle_of_an_import() -> None:
         finally:
             b.stop()
             print(b.log()[-5000:])
+
+
+def test_invalid_utf8_is_invalid_argument_naming_the_field(berthd: Berthd) -> None:
+    b = berthd
+    bad = b"a\xffb\xfe"
+
+    def spoiled(msg: Any) -> bytes:
+        raw: bytes = msg.SerializeToString()
+        assert raw.count(b"@@@@") == 1
+        return raw.replace(b"@@@@", bad)
+
+    calls = [
+        (
+            "/containerd.services.namespaces.v1.Namespaces/Create",
+            namespace_pb2.CreateNamespaceRequest(namespace=namespace_pb2.Namespace(name="@@@@")),
+            "namespace.name",
+        ),
+        (
+            "/containerd.services.content.v1.Content/Status",
+            content_pb2.StatusRequest(ref="@@@@"),
+            "ref",
+        ),
+        (
+            "/containerd.services.snapshots.v1.Snapshots/Prepare",
+            snapshots_pb2.PrepareSnapshotRequest(snapshotter="native", key="@@@@"),
+            "key",
+        ),
+        (
+            "/containerd.services.diff.v1.Diff/Apply",
+            diff_pb2.ApplyRequest(mounts=[mount_pb2.Mount(type="bind", source="@@@@")]),
+            "mounts.source",
+        ),
+    ]
+    with grpc.insecure_channel(f"unix://{b.address}") as ch:
+        for method, msg, field in calls:
+            with pytest.raises(grpc.RpcError) as info:
+                ch.unary_unary(method)(spoiled(msg), metadata=namespaces.outgoing("utf8"))
+            err = info.value
+            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (method, err)
+            assert f'invalid UTF-8 in string field "{field}"' in err.details(), method
+    assert "Traceback" not in b.log()
