@@ -41,7 +41,7 @@ def config_toml(d: Path, extra: str = "") -> str:
     )  # fmt: skip
     diff = _argv(
         VENV_BIN / "berthd-diff", "--address", d_sock, "--content-address", sock,
-        "--root", d / "diff",
+        "--root", d / "diff", "--allowed-root", d / "snap",
     )  # fmt: skip
     return f"""
 version = 2
