@@ -55,6 +55,10 @@ def explain(descriptor: Descriptor | None, data: bytes, error: Exception) -> str
     return f"request does not decode as {descriptor.full_name}: {error}"
 
 
+# protobuf's own nesting limit: deeper input fails to decode before we look.
+_MAX_DEPTH = 100
+
+
 class _Truncated(Exception):
     pass
 
@@ -77,12 +81,14 @@ def bad_utf8_field(descriptor: Descriptor, data: bytes, prefix: str = "") -> str
     (map entries read ``<map>.key`` / ``<map>.value``); None if there is none
     or the bytes are malformed before one is reached."""
     try:
-        return _walk(descriptor, data, prefix)
+        return _walk(descriptor, data, prefix, 0)
     except _Truncated:
         return None
 
 
-def _walk(descriptor: Descriptor, data: bytes, prefix: str) -> str | None:
+def _walk(descriptor: Descriptor, data: bytes, prefix: str, depth: int) -> str | None:
+    if depth > _MAX_DEPTH:
+        raise _Truncated
     pos = 0
     while pos < len(data):
         key, pos = _varint(data, pos)
@@ -100,7 +106,7 @@ def _walk(descriptor: Descriptor, data: bytes, prefix: str) -> str | None:
                 raise _Truncated
             field = descriptor.fields_by_number.get(number)
             if field is not None:
-                found = _check(field, data[pos:end], prefix)
+                found = _check(field, data[pos:end], prefix, depth)
                 if found is not None:
                     return found
             pos = end
@@ -109,7 +115,7 @@ def _walk(descriptor: Descriptor, data: bytes, prefix: str) -> str | None:
     return None
 
 
-def _check(field: FieldDescriptor, chunk: bytes, prefix: str) -> str | None:
+def _check(field: FieldDescriptor, chunk: bytes, prefix: str, depth: int) -> str | None:
     path = prefix + field.name
     if field.type == FieldDescriptor.TYPE_STRING:
         try:
@@ -118,5 +124,5 @@ def _check(field: FieldDescriptor, chunk: bytes, prefix: str) -> str | None:
             return path
         return None
     if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type is not None:
-        return _walk(field.message_type, chunk, path + ".")
+        return _walk(field.message_type, chunk, path + ".", depth + 1)
     return None

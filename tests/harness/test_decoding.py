@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import struct_pb2
 
 from api.containerd.services.content.v1 import content_pb2, content_pb2_grpc
 from services.content.local import LocalContentStore
@@ -153,3 +154,28 @@ def test_field_paths() -> None:
     assert bad_utf8_field(desc, spoiled[:3]) is None
     assert explain(desc, spoiled[:3], ValueError("cut")).endswith(": cut")
     assert explain(None, b"", ValueError("x")) == "request does not decode: x"
+
+
+def _nested(levels: int) -> bytes:
+    """A google.protobuf.Struct nested ``levels`` deep (through Value.struct_value),
+    whose innermost key is not UTF-8; written by hand, past protobuf's limits."""
+
+    def ld(number: int, payload: bytes) -> bytes:
+        n, size = len(payload), b""
+        while True:
+            size += bytes([(n & 0x7F) | (0x80 if n > 0x7F else 0)])
+            n >>= 7
+            if not n:
+                break
+        return bytes([number << 3 | 2]) + size + payload
+
+    struct = ld(1, ld(1, BAD))  # fields: {BAD: <no value>}
+    for _ in range(levels):
+        struct = ld(1, ld(1, b"k") + ld(2, ld(5, struct)))
+    return struct
+
+
+def test_deep_nesting_is_bounded() -> None:
+    desc = struct_pb2.Struct.DESCRIPTOR
+    assert bad_utf8_field(desc, _nested(3)) == "fields.value.struct_value." * 3 + "fields.key"
+    assert bad_utf8_field(desc, _nested(200)) is None
