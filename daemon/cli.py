@@ -117,7 +117,9 @@ def _config_command(args: argparse.Namespace) -> None:
             embedded.default_toml(
                 o.root or configuration.DEFAULT_ROOT,
                 o.state or configuration.DEFAULT_STATE,
-                o.metrics_address or "",
+                embedded.DEFAULT_METRICS_ADDRESS
+                if o.metrics_address is None
+                else o.metrics_address,
                 o.address,
             )
         )

@@ -24,6 +24,10 @@ from daemon.config import (
 
 EMBEDDED_SOURCE = "<embedded default>"
 
+# Metrics are on by default, on loopback, at containerd's customary port;
+# ``--metrics-address ""`` turns them off.
+DEFAULT_METRICS_ADDRESS = "127.0.0.1:1338"
+
 _DEFAULT_TEMPLATE = """\
 # berthd's embedded default: the daemon starts the content store, the
 # overlayfs snapshotter and the differ as supervised child processes on
@@ -83,7 +87,7 @@ state = {state}
 def default_toml(
     root: str = DEFAULT_ROOT,
     state: str = DEFAULT_STATE,
-    metrics_address: str = "",
+    metrics_address: str = DEFAULT_METRICS_ADDRESS,
     address: str | None = None,
 ) -> str:
     """The embedded default as a config file (``berthd config default``).

@@ -11,18 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from daemon import registry
-from daemon.proxy import ProxyConnection
+from daemon.capabilities import GrpcService, Liveness
 from daemon.registry import InitContext, Registration
-from daemon.service import GrpcService
 from services.harness.health import NOT_SERVING, SERVING, HealthServicer
 
 SERVICE_NAME = "grpc.health.v1.Health"
 
 
-def follow(
-    health: HealthServicer, service: str, conns: Sequence[ProxyConnection]
-) -> Callable[[], None]:
-    """Keep ``service``'s status in step with ``conns``; returns the sync function."""
+def follow(health: HealthServicer, service: str, conns: Sequence[Liveness]) -> Callable[[], None]:
+    """Keep ``service``'s status in step with ``conns`` (SERVING while any is up);
+    returns the sync function."""
 
     def sync(_: bool = False) -> None:
         health.set(service, SERVING if any(c.up for c in conns) else NOT_SERVING)
@@ -33,7 +31,7 @@ def follow(
 
 
 async def _init(ic: InitContext) -> GrpcService:
-    ic.extra("health", HealthServicer)  # served by the server itself
+    ic.resource(HealthServicer)  # served by the server itself
     return GrpcService((), lambda server: None)
 
 

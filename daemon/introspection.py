@@ -24,8 +24,8 @@ from api.containerd.services.introspection.v1 import introspection_pb2, introspe
 from api.containerd.types import platform_pb2
 from api.google.rpc import status_pb2
 from daemon import registry
+from daemon.capabilities import GrpcService
 from daemon.registry import InitContext, Plugin, PluginSet, Registration
-from daemon.service import GrpcService
 
 SERVICE_NAME = "containerd.services.introspection.v1.Introspection"
 

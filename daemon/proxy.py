@@ -131,6 +131,9 @@ class ProxyConnection:
         if self._monitor is None:
             self._monitor = asyncio.create_task(self._run(), name=f"proxy-{self.name}")
 
+    async def until_up(self) -> None:
+        await self._up.wait()
+
     async def wait_up(self, seconds: float) -> bool:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._up.wait(), seconds)

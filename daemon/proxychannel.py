@@ -17,14 +17,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import grpc
 
 from api import errdefs, errgrpc
 
-if TYPE_CHECKING:
-    from daemon.proxy import ProxyConnection
+
+class ProxyConnection(Protocol):
+    """What a ConnectionChannel needs of the connection (``daemon.proxy``'s)."""
+
+    async def ready_channel(self) -> grpc.aio.Channel:
+        """The live channel; Unavailable at once when the plugin is down."""
+        ...
+
+    def record(self, method: str, start: float, exc: BaseException | None) -> None:
+        """Count one call to the plugin."""
+        ...
+
 
 Serializer = Callable[[Any], bytes] | None
 

@@ -18,16 +18,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from api import errdefs
-from daemon import platforms
+from daemon import platforms, registry
 from daemon.config import METRICS_AUTO, PROXY_TYPES, ProxyPluginConfig
 from daemon.metrics import DaemonMetrics, ScrapeTarget
 from daemon.proxy import ProxyConnection
+from daemon.proxybackends import ProxiedContentStore, ProxiedDiffer, ProxiedSnapshotter, ProxyPlugin
 from daemon.registry import Init, InitContext, Registration
-from daemon.supervisor import ChildSpec, Supervisor
+from daemon.supervisor import Child, ChildSpec, Supervisor
 
 log = logging.getLogger(__name__)
 
+_BACKENDS: dict[str, type[ProxyPlugin]] = {
+    registry.CONTENT: ProxiedContentStore,
+    registry.SNAPSHOT: ProxiedSnapshotter,
+    registry.DIFF: ProxiedDiffer,
+}
 SUPPORTED_TYPES = frozenset(PROXY_TYPES.values())
+assert set(_BACKENDS) == SUPPORTED_TYPES, "every proxy type needs a typed backend"
 
 
 def _free_loopback_port() -> int:
@@ -38,7 +45,7 @@ def _free_loopback_port() -> int:
 
 @dataclass(frozen=True)
 class ProxyOptions:
-    """Daemon-wide settings the proxy inits need (via InitContext.extras["proxy"])."""
+    """Daemon-wide settings the proxy inits need (an InitContext resource)."""
 
     metrics_enabled: bool = False  # the daemon serves /v1/metrics: "auto" gets a port
 
@@ -57,7 +64,7 @@ class ScrapeTargets:
 
 
 def _make_init(name: str, p: ProxyPluginConfig) -> Init:
-    async def init(ic: InitContext) -> ProxyConnection:
+    async def init(ic: InitContext) -> ProxyPlugin:
         where = f"{p.source}: proxy_plugins.{name}"
         if p.plugin_type not in SUPPORTED_TYPES:
             raise errdefs.InvalidArgument(f"{where}: unknown proxy plugin type {p.type!r}")
@@ -74,8 +81,8 @@ def _make_init(name: str, p: ProxyPluginConfig) -> Init:
             log.warning("proxy plugin %s: skipping bad platform: %s", name, e)
         ic.meta.capabilities.extend(p.capabilities)
 
-        options = ic.extras.get("proxy")
-        metrics_enabled = isinstance(options, ProxyOptions) and options.metrics_enabled
+        options = ic.optional(ProxyOptions)
+        metrics_enabled = options is not None and options.metrics_enabled
         metrics_address = p.metrics_address
         argv = list(p.command)
         if metrics_address == METRICS_AUTO:
@@ -85,25 +92,20 @@ def _make_init(name: str, p: ProxyPluginConfig) -> Init:
                 argv += ["--metrics-address", metrics_address]
         if metrics_address:
             ic.meta.exports["metrics_address"] = metrics_address
-            targets = ic.extras.get("scrape")
-            if isinstance(targets, ScrapeTargets):
+            targets = ic.optional(ScrapeTargets)
+            if targets is not None:
                 targets.set(name, metrics_address)
+        child: Child | None = None
         if argv:
-            supervisor = ic.extra("supervisor", Supervisor)
+            supervisor = ic.resource(Supervisor)
             child = await supervisor.start(
                 ChildSpec(name, tuple(argv), dict(p.env), socket=p.address)
             )
             ic.meta.exports["command"] = " ".join(argv)
             log.info("proxy plugin %s: supervising pid %s", name, child.pid)
-        metrics = ic.extras.get("metrics")
-        conn = ProxyConnection(
-            name,
-            p.plugin_type,
-            p.address,
-            metrics if isinstance(metrics, DaemonMetrics) else None,
-        )
+        conn = ProxyConnection(name, p.plugin_type, p.address, ic.optional(DaemonMetrics))
         conn.start()
-        return conn
+        return _BACKENDS[p.plugin_type](conn, child)
 
     return init
 

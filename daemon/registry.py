@@ -144,11 +144,8 @@ class PluginSet:
 
 @dataclass
 class InitContext:
-    """What an init gets: its dirs, its decoded config, the plugins loaded before it.
-
-    ``extras`` carries daemon-owned objects (supervisor, metrics, health) by
-    key; ``extra`` fetches one with its type checked.
-    """
+    """What an init gets: its dirs, its decoded config, the plugins loaded before it,
+    and the daemon's own objects (supervisor, metrics, health …) by type."""
 
     registration: Registration
     root: str
@@ -158,7 +155,7 @@ class InitContext:
     config: Any
     plugins: PluginSet
     meta: Meta = field(default_factory=Meta)
-    extras: Mapping[str, object] = field(default_factory=dict)
+    resources: Mapping[type, object] = field(default_factory=dict)
 
     def get(self, type_: str) -> object:
         return self.plugins.get(type_)
@@ -166,11 +163,27 @@ class InitContext:
     def by_type(self, type_: str) -> dict[str, Plugin]:
         return self.plugins.by_type(type_)
 
-    def extra(self, key: str, cls: type[T]) -> T:
-        value = self.extras.get(key)
+    def instances(self, type_: str, cls: type[T]) -> dict[str, T]:
+        """The initialised plugins of ``type_`` whose instance is a ``cls``, by id
+        (containerd's ``GetByType`` with the interface assertion its callers make)."""
+        out: dict[str, T] = {}
+        for id_, p in self.plugins.by_type(type_).items():
+            if p.error is None and isinstance(p.instance, cls):
+                out[id_] = p.instance
+            elif p.error is None:
+                log.warning("plugin %s is not a %s; ignored", p.registration.uri, cls.__name__)
+        return out
+
+    def resource(self, cls: type[T]) -> T:
+        """The daemon's object of type ``cls``; NotFound when this daemon has none."""
+        value = self.resources.get(cls)
         if not isinstance(value, cls):
-            raise NotFound(f"daemon resource {key!r} is not available")
+            raise NotFound(f"daemon resource {cls.__name__} is not available")
         return value
+
+    def optional(self, cls: type[T]) -> T | None:
+        value = self.resources.get(cls)
+        return value if isinstance(value, cls) else None
 
 
 class Registry:

@@ -1,40 +1,46 @@
-"""The berthd daemon process: plugins loaded from the config, served on one socket.
+"""The berthd daemon process: plugins loaded from the config, served by capability.
 
 Start-up, in order: check the socket is free, create root and state, build
 the plugin graph (built-ins plus one plugin per ``[proxy_plugins]`` entry;
-proxy inits start supervised plugin processes), initialise it, give
-supervised plugins a bounded moment to come up, start the metrics endpoint,
-serve (``READY=1`` to systemd).  SIGTERM: stop accepting, let in-flight calls
-finish (the relayed ones still reach their plugins), close the proxy
-connections, stop the supervised plugins, stop metrics, remove the socket.
+proxy inits start supervised plugin processes), initialise it, then serve
+what the instances offer (``daemon.capabilities``): their gRPC services on
+the gRPC socket and their ttrpc services on the ttrpc socket, after a bounded
+wait for the instances that report readiness; then the metrics endpoint and
+``READY=1`` to systemd.  SIGTERM: stop accepting, let in-flight calls finish,
+close every closeable plugin in reverse initialisation order (the metadata
+store before the proxy connections it uses), stop the supervised plugin
+processes, stop metrics, remove the sockets.  This module knows no plugin by
+name.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import time
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
-from daemon import federation, health, introspection, proxyplugins, registry, version
+from daemon import diffservice, health, introspection, proxyplugins, version
+from daemon.capabilities import Closeable, GrpcService, Readiness, ServesGrpc, ServesTtrpc
 from daemon.config import Config
 from daemon.metadata import plugin as metadata_plugin
 from daemon.metrics import DaemonMetrics, FederatingRegistry
-from daemon.proxy import ProxyConnection
 from daemon.proxyplugins import ProxyOptions, ScrapeTargets
 from daemon.registry import InitContext, PluginSet, Registration, Registry, load
-from daemon.service import GrpcService
 from daemon.supervisor import Supervisor
 from daemon.version import BuildInfo, build_info
+from services.harness.health import HealthServicer
 from services.harness.metrics import MetricsEndpoint
 from services.harness.server import PluginServer, ServerConfig, prepare_socket
 
+if TYPE_CHECKING:
+    from daemon.ttrpcserver import TtrpcEndpoint
+
 log = logging.getLogger(__name__)
 
-# How long start-up waits for supervised plugins to answer before serving anyway.
-SUPERVISED_START_TIMEOUT = 15.0
+# How long start-up waits for plugins that report readiness before serving anyway.
+READY_TIMEOUT = 15.0
 
 
 def builtin_registrations() -> list[Registration]:
@@ -50,7 +56,7 @@ def builtin_registrations() -> list[Registration]:
             *introspection.REGISTRATIONS,
             *version.REGISTRATIONS,
             *health.REGISTRATIONS,
-            *federation.REGISTRATIONS,
+            *diffservice.REGISTRATIONS,
         ]
     )
 
@@ -92,6 +98,7 @@ class Daemon(PluginServer):
         self.plugin_registry = Registry([*regs, *proxyplugins.registrations(config.proxy_plugins)])
         self.plugins = PluginSet()
         self._metrics_http: MetricsEndpoint | None = None
+        self._ttrpc: TtrpcEndpoint | None = None
         self._serving_hooks: list[GrpcService] = []
         self.on_stop.append(self._shutdown)
 
@@ -109,13 +116,13 @@ class Daemon(PluginServer):
             ttrpc_address=cfg.ttrpc.address,
             config=config,
             plugins=plugins,
-            extras={
-                "health": self.health,
-                "metrics": self.metrics,
-                "supervisor": self.supervisor,
-                "build": self.build,
-                "scrape": self.scrape_targets,
-                "proxy": ProxyOptions(metrics_enabled=bool(cfg.metrics.address)),
+            resources={
+                HealthServicer: self.health,
+                DaemonMetrics: self.metrics,
+                Supervisor: self.supervisor,
+                BuildInfo: self.build,
+                ScrapeTargets: self.scrape_targets,
+                ProxyOptions: ProxyOptions(metrics_enabled=bool(cfg.metrics.address)),
             },
         )
 
@@ -130,9 +137,6 @@ class Daemon(PluginServer):
                 log.warning(
                     "%s: plugins.%r: plugin takes no configuration (ignored)", section.source, uri
                 )
-
-    def connections(self) -> list[ProxyConnection]:
-        return [p.instance for p in self.plugins.all() if isinstance(p.instance, ProxyConnection)]
 
     async def start(self) -> None:
         cfg = self.cfg
@@ -150,12 +154,9 @@ class Daemon(PluginServer):
                 self.metrics.plugin_status.labels(p.registration.type, p.registration.id).set(
                     0 if p.error else 1
                 )
-                if isinstance(p.instance, GrpcService):
-                    svc = p.instance
-                    for name in svc.names:
-                        self.add_service(name, svc.register)
-                    self._serving_hooks.append(svc)
-            await self._wait_supervised()
+            self._serve_grpc()
+            await self._serve_ttrpc()
+            await self._wait_ready()
             if cfg.metrics.address:
                 self._metrics_http = MetricsEndpoint(self.federating, cfg.metrics.address)
                 await self._metrics_http.start()
@@ -174,40 +175,67 @@ class Daemon(PluginServer):
             len(self.plugins.all()),
         )
 
-    async def _wait_supervised(self) -> None:
-        """Give supervised plugins a moment to answer, so the first calls find them.
+    def _instances(self) -> list[object]:
+        return [p.instance for p in self.plugins.all() if p.error is None]
 
-        A plugin whose process already exited is not waited for (it is being
-        restarted with backoff and may never come up); the others get up to
-        SUPERVISED_START_TIMEOUT seconds.
-        """
-        children = {c.spec.name: c for c in self.supervisor.children}
-        waiting = [c for c in self.connections() if c.name in children]
-        deadline = time.monotonic() + SUPERVISED_START_TIMEOUT
-        while waiting and time.monotonic() < deadline:
-            waiting = [c for c in waiting if not c.up and children[c.name].exits == 0]
-            if waiting:
-                await asyncio.sleep(0.02)
-        for conn in self.connections():
-            if conn.name in children and not conn.up:
-                log.warning("%s is not up yet; serving without it for now", conn.describe)
+    def _serve_grpc(self) -> None:
+        for inst in self._instances():
+            if isinstance(inst, ServesGrpc):
+                for svc in inst.grpc_services():
+                    for name in svc.names:
+                        self.add_service(name, svc.register)
+                    self._serving_hooks.append(svc)
+
+    async def _serve_ttrpc(self) -> None:
+        services = [
+            svc
+            for inst in self._instances()
+            if isinstance(inst, ServesTtrpc)
+            for svc in inst.ttrpc_services()
+        ]
+        if not services:
+            return
+        from daemon.ttrpcserver import TtrpcEndpoint  # only daemons with ttrpc services
+
+        cfg = self.cfg
+        uid, gid = cfg.ttrpc.uid, cfg.ttrpc.gid
+        if os.geteuid() != 0 and (uid, gid) == (0, 0):
+            uid = gid = -1
+        self._ttrpc = TtrpcEndpoint(cfg.ttrpc.address, uid, gid)
+        for svc in services:
+            self._ttrpc.add(svc)
+        await self._ttrpc.start()
+
+    async def _wait_ready(self) -> None:
+        """Give the plugins that report readiness (supervised processes still
+        starting) a bounded moment, so the first calls find them."""
+        waiting = [i for i in self._instances() if isinstance(i, Readiness)]
+        if not waiting:
+            return
+        results = await asyncio.gather(
+            *(asyncio.wait_for(r.wait_ready(), READY_TIMEOUT) for r in waiting),
+            return_exceptions=True,
+        )
+        for r, ok in zip(waiting, results, strict=True):
+            if ok is not True:
+                log.warning("%s is not up yet; serving without it for now", r.describe)
 
     @property
     def metrics_address(self) -> tuple[str, int] | None:
         return self._metrics_http.bound if self._metrics_http is not None else None
 
     async def _shutdown(self) -> None:
-        # Metadata first: a running collection finishes and the database
-        # closes while the plugins it talks to are still up.
-        meta = self.plugins.find(registry.METADATA, metadata_plugin.METADATA_ID)
-        if meta is not None and meta.instance is not None:
-            try:
-                await meta.instance.close()  # type: ignore[attr-defined]
-            except Exception:
-                log.exception("closing the metadata store failed")
-        for conn in reversed(self.connections()):
-            with contextlib.suppress(Exception):
-                await conn.close()
+        if self._ttrpc is not None:
+            await self._ttrpc.stop()
+            self._ttrpc = None
+        # Reverse init order: the metadata store (and a collection under way)
+        # closes while the plugins it talks to are still reachable.
+        for inst in reversed(self._instances()):
+            if isinstance(inst, Closeable):
+                try:
+                    await inst.close()
+                except Exception:
+                    log.exception("closing plugin %r failed", inst)
         await self.supervisor.stop()
         if self._metrics_http is not None:
             await self._metrics_http.stop()

@@ -58,6 +58,8 @@ class Child:
     exits: int = 0
     failures: int = 0
     watcher: asyncio.Task[None] | None = None
+    # Set each time the process exits (cleared when it is started again).
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def pid(self) -> int | None:
@@ -134,6 +136,7 @@ class Supervisor:
             start_new_session=True,
         )
         child.started_at = time.monotonic()
+        child.exited.clear()
         log.info(
             "started plugin %s (pid %d): %s",
             child.spec.name,
@@ -162,6 +165,7 @@ class Supervisor:
             if child.process is not None:
                 code = await child.process.wait()
                 child.exits += 1
+                child.exited.set()
                 if self._stopping:
                     return
                 ran = time.monotonic() - child.started_at

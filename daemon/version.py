@@ -13,8 +13,8 @@ from google.protobuf import empty_pb2
 
 from api.containerd.services.version.v1 import version_pb2, version_pb2_grpc
 from daemon import registry
+from daemon.capabilities import GrpcService
 from daemon.registry import InitContext, Registration
-from daemon.service import GrpcService
 
 SERVICE_NAME = "containerd.services.version.v1.Version"
 PACKAGE = "berthd"
@@ -72,7 +72,7 @@ class VersionServicer(version_pb2_grpc.VersionServicer):
 
 
 async def _init(ic: InitContext) -> GrpcService:
-    servicer = VersionServicer(ic.extra("build", BuildInfo))
+    servicer = VersionServicer(ic.resource(BuildInfo))
     return GrpcService(
         (SERVICE_NAME,), lambda s: version_pb2_grpc.add_VersionServicer_to_server(servicer, s)
     )

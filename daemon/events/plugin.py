@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from daemon import registry
+from daemon.capabilities import GrpcService, TtrpcService
 from daemon.events.exchange import Exchange
 from daemon.events.service import SERVICE_NAME, EventsServicer, TTRPCEvents
 from daemon.registry import InitContext, Registration
-from daemon.service import GrpcService
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,9 @@ class EventsService(GrpcService):
     (containerd registers both from this one plugin)."""
 
     ttrpc: TTRPCEvents | None = None
+
+    def ttrpc_services(self) -> Sequence[TtrpcService]:
+        return (self.ttrpc.service(),) if self.ttrpc is not None else ()
 
 
 async def _init_exchange(ic: InitContext) -> Exchange:

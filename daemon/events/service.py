@@ -13,6 +13,8 @@ from api import namespaces
 from api.containerd.services.events.v1 import events_pb2, events_pb2_grpc
 from api.containerd.services.ttrpc.events.v1 import events_pb2 as ttrpc_events_pb2
 from api.containerd.types import event_pb2
+from api.ttrpc import service as ttrpc_service
+from daemon.capabilities import TtrpcService
 from daemon.events.exchange import Exchange
 
 SERVICE_NAME = "containerd.services.events.v1.Events"
@@ -51,18 +53,19 @@ class EventsServicer(events_pb2_grpc.EventsServicer):
 
 class TTRPCEvents:
     """The ttrpc ``containerd.services.events.ttrpc.v1.Events`` service: shims
-    forward their task events here.  ``methods`` maps each method name to its
-    request type and handler, for whichever ttrpc server the daemon runs."""
-
-    service_name = TTRPC_SERVICE_NAME
+    forward their task events here, and they reach the gRPC subscribers."""
 
     def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange
 
-    async def forward(self, request: ttrpc_events_pb2.ForwardRequest) -> empty_pb2.Empty:
+    async def forward(
+        self, request: ttrpc_events_pb2.ForwardRequest, ctx: ttrpc_service.Context
+    ) -> empty_pb2.Empty:
         await self.exchange.forward(request.envelope)
         return empty_pb2.Empty()
 
-    @property
-    def methods(self) -> dict[str, tuple[type[Any], Any]]:
-        return {"Forward": (ttrpc_events_pb2.ForwardRequest, self.forward)}
+    def service(self) -> TtrpcService:
+        return TtrpcService(
+            TTRPC_SERVICE_NAME,
+            {"Forward": ttrpc_service.Method(ttrpc_events_pb2.ForwardRequest, self.forward)},
+        )

@@ -6,17 +6,17 @@
 - ``io.containerd.service.v1 <name>-service`` and ``io.containerd.grpc.v1
   <name>`` for namespaces, images, containers, leases, content and snapshots.
 
-Proxy plugins reach the layer as typed clients (``ProxyContentStore``,
-``ProxySnapshotter``) over the daemon's own connection to each plugin
-(``ProxyConnection.channel``, see ``daemon.proxychannel``): a plugin that is
-down makes only its calls fail, at once, with Unavailable naming it; it is
-used again as soon as it is back; and every call shows in the per-plugin
-metrics.  A content or
-snapshot plugin whose instance already is a store (in-process) is used as it is.
+The content store and the snapshotters are whatever typed backends the
+plugins loaded before it offer (``ic.instances``): for a ``[proxy_plugins]``
+entry, the proxy client over the daemon's connection to it
+(``daemon.proxybackends``).  The store closes at shutdown (the daemon
+closes every closeable plugin, this one before the backends it uses), and
+the first garbage collection waits until those backends answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -27,18 +27,16 @@ from typing import Any
 from api import errdefs
 from daemon import health as daemon_health
 from daemon import registry
+from daemon.capabilities import GrpcService, Liveness
 from daemon.events import plugin as events_plugin
 from daemon.events.exchange import Exchange
 from daemon.metadata.scheduler import GCScheduler, SchedulerConfig
 from daemon.metadata.services import MetadataServices, Service
 from daemon.metadata.sqlite import SqliteStore
-from daemon.proxy import ProxyConnection
+from daemon.metrics import DaemonMetrics
 from daemon.registry import InitContext, Registration
-from daemon.service import GrpcService
-from services.content.proxy import ProxyContentStore
 from services.content.store import ContentStore
 from services.harness.health import HealthServicer
-from services.snapshotter.proxy import ProxySnapshotter
 from services.snapshotter.snapshotter import Snapshotter
 
 log = logging.getLogger(__name__)
@@ -86,35 +84,28 @@ def parse_duration(text: str) -> float:
 
 
 def _content_backend(ic: InitContext) -> ContentStore | None:
-    for name, p in ic.by_type(registry.CONTENT).items():
-        if p.error is not None:
-            continue
-        inst = p.instance
-        if isinstance(inst, ProxyConnection):
-            return ProxyContentStore(inst.channel, name=inst.describe)  # type: ignore[arg-type]
-        if hasattr(inst, "writer") and hasattr(inst, "walk"):
-            return inst  # type: ignore[return-value]
-        log.warning("content plugin %s is not a content store; ignored", name)
-    return None
+    stores = ic.instances(registry.CONTENT, ContentStore)  # type: ignore[type-abstract]
+    return next(iter(stores.values()), None)
 
 
 def _snapshotters(ic: InitContext) -> dict[str, Snapshotter]:
-    out: dict[str, Snapshotter] = {}
-    for name, p in ic.by_type(registry.SNAPSHOT).items():
-        if p.error is not None:
+    return ic.instances(registry.SNAPSHOT, Snapshotter)  # type: ignore[type-abstract]
+
+
+async def wait_up(backends: Sequence[object]) -> None:
+    """Until every backend that reports liveness is up."""
+    for b in backends:
+        if not isinstance(b, Liveness) or b.up:
             continue
-        inst = p.instance
-        if isinstance(inst, ProxyConnection):
-            out[name] = ProxySnapshotter(
-                inst.channel,  # type: ignore[arg-type]
-                name,
-                context=inst.describe,
-            )
-        elif isinstance(inst, Snapshotter):
-            out[name] = inst
-        else:
-            log.warning("snapshotter plugin %s is not a snapshotter; ignored", name)
-    return out
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def changed(up: bool, fut: asyncio.Future[None] = fut) -> None:
+            if up and not fut.done():
+                fut.set_result(None)
+
+        b.on_change(changed)
+        if not b.up:
+            await fut
 
 
 async def _init_metadata(ic: InitContext) -> MetadataServices:
@@ -161,11 +152,13 @@ async def _init_gc(ic: InitContext) -> GCScheduler:
             startup_delay=parse_duration(cfg.startup_delay),
         )
     )
-    metrics = ic.extras.get("metrics")
-    registry_ = getattr(metrics, "registry", None)
-    if registry_ is not None:
-        md.register_metrics(registry_)
-    md.start()
+    metrics = ic.optional(DaemonMetrics)
+    if metrics is not None:
+        md.register_metrics(metrics.registry)
+    backends: list[object] = [*md.snapshotter_backends.values()]
+    if md.content_backend is not None:
+        backends.append(md.content_backend)
+    md.start(lambda: wait_up(backends))
     s = md.scheduler
     ic.meta.exports.update(
         {
@@ -180,7 +173,7 @@ async def _init_gc(ic: InitContext) -> GCScheduler:
 
 def _service_init(name: str) -> Callable[[InitContext], Any]:
     async def init(ic: InitContext) -> Service:
-        for svc in _metadata(ic).grpc_services():
+        for svc in _metadata(ic).servicers():
             if svc.name.rsplit(".", 1)[-1].lower() == name:
                 return svc
         raise registry.SkipPlugin(f"no {name} backend loaded")
@@ -197,15 +190,15 @@ def _grpc_init(name: str) -> Callable[[InitContext], Any]:
         svc = ic.plugins.get_by_id(registry.SERVICE, f"{name}-service")
         assert isinstance(svc, Service)
         on_serving = None
-        health = ic.extras.get("health")
-        if name in _BACKED_BY and isinstance(health, HealthServicer):
-            conns = [
+        health = ic.optional(HealthServicer)
+        if name in _BACKED_BY and health is not None:
+            live = [
                 p.instance
                 for p in ic.by_type(_BACKED_BY[name]).values()
-                if isinstance(p.instance, ProxyConnection)
+                if isinstance(p.instance, Liveness)
             ]
-            if conns:
-                on_serving = daemon_health.follow(health, svc.name, conns)
+            if live:
+                on_serving = daemon_health.follow(health, svc.name, live)
         return GrpcService((svc.name,), svc.register, on_serving=on_serving)
 
     return init

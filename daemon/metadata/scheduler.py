@@ -5,7 +5,9 @@ A collection runs
 - right after a deletion (``deletion_threshold`` 0) or after that many deletions;
 - after ``mutation_threshold`` mutations of any kind;
 - when asked (``schedule_and_wait``: ``--sync`` deletes), at once;
-- shortly after start-up (``startup_delay``).
+- shortly after start-up (``startup_delay``), counted from when the
+  backends answer (``start(ready=...)``), so orphans a crash left are
+  collected as soon as the plugins are up rather than at the next trigger.
 
 ``pause_threshold`` bounds the share of time spent collecting: after each
 collection the next one is held back so that the average collection time is
@@ -56,6 +58,7 @@ class GCScheduler:
         self._events: asyncio.Queue[tuple[float, bool, bool]] = asyncio.Queue()
         self._waiters: list[asyncio.Future[GCStats]] = []
         self._task: asyncio.Task[None] | None = None
+        self._startup: asyncio.Task[None] | None = None
         self._current: asyncio.Future[GCStats] | None = None
 
     def configure(self, cfg: SchedulerConfig) -> None:
@@ -66,13 +69,35 @@ class GCScheduler:
         self.schedule_delay = max(cfg.schedule_delay, 0.0)
         self.startup_delay = max(cfg.startup_delay, 0.0)
 
-    def start(self) -> None:
+    def start(self, ready: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Start scheduling; with ``ready``, the start-up collection waits for it."""
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="gc-scheduler")
+            self._task = asyncio.create_task(self._run(ready is None), name="gc-scheduler")
+            if ready is not None:
+                self._startup = asyncio.create_task(self._first(ready), name="gc-startup")
+
+    async def _first(self, ready: Callable[[], Awaitable[None]]) -> None:
+        await ready()
+        await asyncio.sleep(self.startup_delay)
+        try:
+            stats = await self.schedule_and_wait()
+        except GCFailed as e:
+            log.warning("start-up garbage collection: %s", e)
+            return
+        log.info(
+            "start-up garbage collection done: %d backend object(s) removed in %.3fs",
+            stats.backend_removed,
+            stats.elapsed,
+        )
 
     async def stop(self) -> None:
         """Stop scheduling; a collection under way is let finish (it may be
         deleting in a backend, which must not be closed under it)."""
+        if self._startup is not None:
+            self._startup.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._startup
+            self._startup = None
         if self._task is not None:
             task, self._task = self._task, None
             task.cancel()
@@ -101,7 +126,7 @@ class GCScheduler:
         self._events.put_nowait((time.monotonic(), False, False))
         return await fut
 
-    async def _run(self) -> None:
+    async def _run(self, timed_start: bool = True) -> None:
         interval = 1.0
         gc_time = 0.0
         collections = 0
@@ -109,7 +134,7 @@ class GCScheduler:
         deletions = mutations = 0
         last: float | None = None
         next_at: float | None = None
-        if self.startup_delay > 0:
+        if timed_start and self.startup_delay > 0:
             next_at = time.monotonic() + self.startup_delay
 
         def schedule(delay: float) -> float:

@@ -56,6 +56,8 @@ class MetadataServices:
         shared_content: bool = True,
     ) -> None:
         self.db = MetadataDB(store)
+        self.content_backend = content_backend
+        self.snapshotter_backends = dict(snapshotters)
         self.publisher = publisher
         self.namespaces = NamespaceStore(self.db)
         self.images = ImageStore(self.db)
@@ -87,9 +89,10 @@ class MetadataServices:
         """Add the metadata and GC families to ``registry`` (from the event loop)."""
         self.gc_metrics = metrics.register(registry, self.db.store)
 
-    def start(self) -> None:
-        """Start the GC scheduler (needs the running loop)."""
-        self.scheduler.start()
+    def start(self, ready: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Start the GC scheduler (needs the running loop); the start-up
+        collection waits for ``ready`` (the backends answering) when given."""
+        self.scheduler.start(ready)
 
     async def close(self) -> None:
         """Stop collecting, close the database, then whatever ``on_close`` lists
@@ -100,7 +103,7 @@ class MetadataServices:
         for fn in hooks:
             await fn()
 
-    def grpc_services(self) -> list[Service]:
+    def servicers(self) -> list[Service]:
         """Every servicer of the layer, ready to add to a server."""
         pub, gc = self.publisher, self.scheduler
         ns = namespaces.NamespacesServicer(self.namespaces, pub)

@@ -23,14 +23,22 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import Protocol, TypeVar
 
 from api import errdefs
 from services.content.store import Status
 from services.content.validation import CANONICAL, validate_labels
 
-if TYPE_CHECKING:
-    from services.content.local import LocalContentStore
+
+class Publisher(Protocol):
+    """Where a committed ingest goes (the local store's ``publish``)."""
+
+    def publish(self, ingest: Path, ref: str, digest: str, labels: Mapping[str, str] | None) -> str:
+        """Move the verified ingest into place as ``digest``; answer the digest.
+
+        Raises AlreadyExists when the blob is already there."""
+        ...
+
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +159,7 @@ class LocalWriter:
 
     def __init__(
         self,
-        store: LocalContentStore,
+        store: Publisher,
         ref: str,
         path: Path,
         fd: int,

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 READ_CHUNK = 1 << 20
 
@@ -125,6 +125,7 @@ class Writer(Protocol):
         ...
 
 
+@runtime_checkable
 class ContentStore(Protocol):
     async def info(self, digest: str) -> Info:
         """Raises InvalidArgument for a malformed digest, NotFound for an unknown blob."""

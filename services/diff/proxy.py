@@ -8,6 +8,7 @@ is errdefs.NotImplemented: try the next differ).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
@@ -42,6 +43,12 @@ class ProxyDiffer:
         self._stub = diff_pb2_grpc.DiffStub(channel)
         self._metadata = metadata
         self._name = name
+
+    def scoped(self, metadata: Metadata) -> ProxyDiffer:
+        """The same differ, sending ``metadata`` (a caller's namespace and lease) instead."""
+        clone = copy.copy(self)
+        clone._metadata = metadata
+        return clone
 
     async def apply(
         self,

@@ -64,14 +64,17 @@ def _check_digest(digest: str) -> None:
 
 class DiffServicer(diff_pb2_grpc.DiffServicer):
     """``differ_for(metadata)`` builds the differ for one request's outgoing headers;
-    ``guard`` decides which mounts it may be given."""
+    ``guard`` decides which mounts it may be given.  Without one, mounts pass
+    as they came: only for a servicer in front of differs in other processes
+    that guard their own roots (the daemon's diff service), where a pinned
+    ``/proc/self/fd`` path would mean nothing."""
 
     def __init__(
         self,
         differ_for: DifferFactory,
         metrics: DiffMetrics | None = None,
         *,
-        guard: MountGuard,
+        guard: MountGuard | None = None,
     ) -> None:
         self._differ_for = differ_for
         self._metrics = metrics
@@ -81,6 +84,13 @@ class DiffServicer(diff_pb2_grpc.DiffServicer):
         metadata = context.invocation_metadata()
         namespace = namespaces.required(metadata)
         return namespace, self._differ_for(forwarded(metadata))
+
+    def _pinned(
+        self, mounts: Sequence[mount_pb2.Mount]
+    ) -> contextlib.AbstractAsyncContextManager[list[Mount]]:
+        if self._guard is None:
+            return contextlib.nullcontext(_mounts(mounts))
+        return self._guard.pinned(_mounts(mounts))
 
     def _tracking(self, operation: str) -> contextlib.AbstractContextManager[Any]:
         if self._metrics is None:
@@ -101,7 +111,7 @@ class DiffServicer(diff_pb2_grpc.DiffServicer):
         payloads = {k: v.SerializeToString() for k, v in request.payloads.items()}
         with self._tracking("apply"):
             try:
-                async with self._guard.pinned(_mounts(request.mounts)) as mounts:
+                async with self._pinned(request.mounts) as mounts:
                     applied = await differ.apply(desc, mounts, payloads, sync_fs=request.sync_fs)
             except errdefs.ErrdefsError as e:
                 log.info(
@@ -118,8 +128,8 @@ class DiffServicer(diff_pb2_grpc.DiffServicer):
         with self._tracking("diff"):
             try:
                 async with (
-                    self._guard.pinned(_mounts(request.left)) as left,
-                    self._guard.pinned(_mounts(request.right)) as right,
+                    self._pinned(request.left) as left,
+                    self._pinned(request.right) as right,
                 ):
                     desc = await differ.compare(
                         left,

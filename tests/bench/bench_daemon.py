@@ -34,8 +34,8 @@ from api import namespaces
 from api.containerd.services.content.v1 import content_pb2, content_pb2_grpc
 from api.containerd.services.version.v1 import version_pb2_grpc
 from tests.bench.bench_content import MiB, bench
-from tests.daemon.berthd import Berthd, embedded_toml
 from tests.support import short_tmpdir
+from tests.support.berthd import Berthd, embedded_toml
 from tests.support.containerd import Containerd
 
 NS = "bench"

@@ -35,7 +35,7 @@ from api.containerd.services.images.v1 import images_pb2, images_pb2_grpc
 from api.containerd.services.leases.v1 import leases_pb2, leases_pb2_grpc
 from api.containerd.types import descriptor_pb2
 from services.harness.server import CHANNEL_OPTIONS
-from tests.metadata.berthd import Berthd
+from tests.metadata.berthd import metadata_berthd
 from tests.support import short_tmpdir
 from tests.support.containerd import Containerd, ctr
 from tests.support.oci import build_image_tar
@@ -119,7 +119,7 @@ def main() -> None:
             "docker.io/library/bench:1",
             layers=[{f"f{i}": os.urandom(1 << 20) for i in range(8)}, {"etc/x": b"x"}],
         )
-        with Berthd(d / "b") as b:
+        with metadata_berthd(d / "b") as b:
             ours = measure(b.address, tar, args.calls, args.rounds)
         with Containerd(d / "c") as cd:
             theirs = measure(cd.address, tar, args.calls, args.rounds)

@@ -41,6 +41,7 @@ class FakeDiffer(diff_pb2_grpc.DiffServicer):
                 "served-by": self.name,
                 "namespace": md.get("containerd-namespace", ""),
                 "x-test": md.get("x-test", ""),
+                "lease": md.get("containerd-lease", ""),
             },
         )
 

@@ -11,8 +11,8 @@ import pytest
 
 from daemon import config as configuration
 from daemon.server import builtin_registrations, plugin_configs
-from tests.daemon.berthd import Berthd
 from tests.support import PYTHON, REPO, need_binary, short_tmpdir
+from tests.support.berthd import Berthd
 
 
 def berthd(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ import pytest
 from daemon import config as configuration
 from daemon import embedded
 from daemon.config import Config, Overrides, ProxyPluginConfig
-from daemon.federation import DiffServiceConfig
+from daemon.diffservice import DiffServiceConfig
 from daemon.server import builtin_registrations, plugin_configs
 from daemon.tomlcodec import ConfigError
 from tests.support import REPO, need_binary

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.daemon.berthd import Berthd, embedded_toml, need_plugin
 from tests.support import need_binary, need_root, short_tmpdir
+from tests.support.berthd import Berthd, embedded_toml, need_plugin
 from tests.support.containerd import ctr, ctr_bytes
 
 pytestmark = [pytest.mark.containerd, pytest.mark.root, pytest.mark.overlay]
@@ -27,6 +27,7 @@ def daemon() -> Iterator[Berthd]:
     need_plugin("services.content.main")
     need_plugin("services.snapshotter.main")
     with short_tmpdir("bc") as d, Berthd(d, embedded_toml(d)) as b:
+        b.wait_startup_gc()  # content written below is held by no lease
         yield b
 
 

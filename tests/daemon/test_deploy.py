@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.berthd import BIN, Berthd, need_plugin
 from tests.support import PYTHON, REPO, need_binary, short_tmpdir
+from tests.support.berthd import BIN, Berthd, need_plugin
 
 DEPLOY = REPO / "deploy"
 UNITS = sorted((DEPLOY / "systemd").glob("*.service"))

@@ -12,14 +12,20 @@ from pathlib import Path
 import grpc
 import pytest
 
+from api.containerd.services.content.v1 import content_pb2, content_pb2_grpc
 from api.containerd.services.diff.v1 import diff_pb2, diff_pb2_grpc
 from api.containerd.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
 from api.containerd.types import descriptor_pb2, mount_pb2
-from tests.daemon.berthd import Berthd, embedded_toml, need_plugin
 from tests.support import PYTHON, Proc, need_binary, need_root, short_tmpdir, wait_for_socket
+from tests.support.berthd import Berthd, embedded_toml, need_plugin
 from tests.support.containerd import ctr_bytes
 
-NS = (("containerd-namespace", "default"), ("x-test", "forwarded"))
+NS = (
+    ("containerd-namespace", "default"),
+    ("containerd-lease", "l1"),
+    ("x-test", "not-forwarded"),
+)
+DEFAULT_NS = (("containerd-namespace", "default"),)
 
 
 @pytest.fixture
@@ -79,9 +85,11 @@ def test_not_implemented_falls_through_in_order(workdir: Path) -> None:
         with Berthd(d, differ_config(d, ["lazy", "two", "one"], ["one", "two", "lazy"])) as b:
             got = apply(b)
             assert got.annotations["served-by"] == "two"
-            # the caller's namespace and metadata reached the plugin
+            # the caller's namespace and lease reached the plugin, other headers
+            # stay at the daemon (as containerd's diff proxy sends only those)
             assert got.annotations["namespace"] == "default"
-            assert got.annotations["x-test"] == "forwarded"
+            assert got.annotations["lease"] == "l1"
+            assert got.annotations["x-test"] == ""
             assert compare(b).annotations["served-by"] == "two"
             detailed = b.ctr("plugins", "ls", "-d", "id==diff-service").stdout
             assert "lazy,two,one" in detailed
@@ -142,13 +150,32 @@ def test_real_differ_applies_and_diffs_through_the_daemon(workdir: Path) -> None
     with Berthd(d, embedded_toml(d)) as b:
         blob = layer({"hello.txt": b"hello layer\n"})
         digest = "sha256:" + hashlib.sha256(blob).hexdigest()
-        b.ctr("content", "ingest", "layer-1", input=blob)
+        # Held by a lease: unreferenced content is fair game for the GC that
+        # runs once the plugins are up.
+        b.ctr("leases", "create", "--id", "keep")
+        with b.channel() as ch:
+            write = content_pb2_grpc.ContentStub(ch).Write(
+                iter(
+                    [
+                        content_pb2.WriteContentRequest(
+                            action=content_pb2.WriteAction.COMMIT,
+                            ref="layer-1",
+                            total=len(blob),
+                            expected=digest,
+                            data=blob,
+                        )
+                    ]
+                ),
+                metadata=(*DEFAULT_NS, ("containerd-lease", "keep")),
+            )
+            assert [r.digest for r in write][-1] == digest
         b.ctr("snapshots", "prepare", "unpack-1")
         mounts = b.ctr("snapshots", "mounts", "/m", "unpack-1").stdout
         assert "mount" in mounts
         with b.channel() as ch:
             got = snapshots_pb2_grpc.SnapshotsStub(ch).Mounts(
-                snapshots_pb2.MountsRequest(snapshotter="overlayfs", key="unpack-1"), metadata=NS
+                snapshots_pb2.MountsRequest(snapshotter="overlayfs", key="unpack-1"),
+                metadata=DEFAULT_NS,
             )
             req = diff_pb2.ApplyRequest(
                 diff=descriptor_pb2.Descriptor(
@@ -161,16 +188,17 @@ def test_real_differ_applies_and_diffs_through_the_daemon(workdir: Path) -> None
                     for m in got.mounts
                 ],
             )
-            applied = diff_pb2_grpc.DiffStub(ch).Apply(req, metadata=NS, timeout=60).applied
+            applied = diff_pb2_grpc.DiffStub(ch).Apply(req, metadata=DEFAULT_NS, timeout=60).applied
             assert applied.media_type == "application/vnd.oci.image.layer.v1.tar"
             b.ctr("snapshots", "commit", "layer-1-committed", "unpack-1")
             b.ctr("snapshots", "view", "view-1", "layer-1-committed")
             view = snapshots_pb2_grpc.SnapshotsStub(ch).Mounts(
-                snapshots_pb2.MountsRequest(snapshotter="overlayfs", key="view-1"), metadata=NS
+                snapshots_pb2.MountsRequest(snapshotter="overlayfs", key="view-1"),
+                metadata=DEFAULT_NS,
             )
             empty = snapshots_pb2_grpc.SnapshotsStub(ch).View(
                 snapshots_pb2.ViewSnapshotRequest(snapshotter="overlayfs", key="empty-1"),
-                metadata=NS,
+                metadata=DEFAULT_NS,
             )
             diffed = (
                 diff_pb2_grpc.DiffStub(ch)
@@ -181,7 +209,7 @@ def test_real_differ_applies_and_diffs_through_the_daemon(workdir: Path) -> None
                         media_type="application/vnd.oci.image.layer.v1.tar",
                         ref="diff-1",
                     ),
-                    metadata=NS,
+                    metadata=DEFAULT_NS,
                     timeout=60,
                 )
                 .diff

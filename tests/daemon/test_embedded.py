@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from daemon.config import DEFAULT_CONFIG_PATH
-from tests.daemon.berthd import BIN, embedded_plugin_count, need_plugin, wait_until
 from tests.support import Proc, need_binary, need_root, short_tmpdir, wait_for_socket
+from tests.support.berthd import BIN, embedded_plugin_count, need_plugin, wait_until
 from tests.support.containerd import ctr
 
 pytestmark = [pytest.mark.containerd, pytest.mark.root, pytest.mark.overlay]

@@ -16,8 +16,10 @@ import pytest
 
 from api.containerd.services.diff.v1 import diff_pb2, diff_pb2_grpc
 from api.containerd.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
+from api.containerd.types import descriptor_pb2
 from api.grpc.health.v1 import health_pb2, health_pb2_grpc
-from tests.daemon.berthd import (
+from tests.support import PYTHON, free_port, need_binary, need_root, short_tmpdir
+from tests.support.berthd import (
     Berthd,
     embedded_plugin_count,
     embedded_toml,
@@ -26,7 +28,6 @@ from tests.daemon.berthd import (
     wait_until,
     write_code,
 )
-from tests.support import PYTHON, free_port, need_binary, need_root, short_tmpdir
 
 pytestmark = [pytest.mark.containerd]
 
@@ -91,6 +92,7 @@ def test_stopped_plugin_fails_fast_and_is_used_again(workdir: Path) -> None:
     ):
         with plugin_proc("content", d, *content_args(d)):
             wait_until(lambda: b.ctr("content", "ls", check=False).returncode == 0, what="content")
+            b.wait_startup_gc()  # it waited for the content plugin; the probe has no lease
             assert write_code(b)[0] == grpc.StatusCode.OK
             b.ctr("content", "ingest", "probe", input=PROBE)
             b.ctr("content", "label", PROBE_DIGEST, "containerd.io/gc.root=probe")
@@ -168,6 +170,7 @@ def test_supervised_plugin_killed_is_restarted(workdir: Path) -> None:
     d = workdir
     port = free_port()
     with Berthd(d, embedded_toml(d, f"127.0.0.1:{port}")) as b:
+        b.wait_startup_gc()  # the blob below is held by no lease
         b.ctr("content", "ingest", "before-kill", input=b"kept across restarts\n")
         old = b.child("berthd-content")
         os.kill(old, signal.SIGKILL)
@@ -256,8 +259,9 @@ def test_sigterm_drains_relayed_calls_before_stopping_plugins(workdir: Path) -> 
         with b.channel() as ch, concurrent.futures.ThreadPoolExecutor(1) as pool:
             stub = diff_pb2_grpc.DiffStub(ch)
             # wait until the daemon relays calls, then start one that takes 1.5 s
-            stub.Apply(diff_pb2.ApplyRequest(), metadata=NS, timeout=10, wait_for_ready=True)
-            pending = pool.submit(stub.Apply, diff_pb2.ApplyRequest(), metadata=NS, timeout=20)
+            req = diff_pb2.ApplyRequest(diff=descriptor_pb2.Descriptor(digest="sha256:" + "1" * 64))
+            stub.Apply(req, metadata=NS, timeout=10, wait_for_ready=True)
+            pending = pool.submit(stub.Apply, req, metadata=NS, timeout=20)
             time.sleep(0.5)
             assert b.proc is not None
             b.proc.signal(signal.SIGTERM)

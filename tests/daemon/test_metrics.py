@@ -14,7 +14,8 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.daemon.berthd import (
+from tests.support import Proc, free_port, need_binary, need_root, short_tmpdir
+from tests.support.berthd import (
     Berthd,
     embedded_toml,
     need_plugin,
@@ -22,7 +23,6 @@ from tests.daemon.berthd import (
     wait_until,
     write_code,
 )
-from tests.support import Proc, free_port, need_binary, need_root, short_tmpdir
 
 pytestmark = [pytest.mark.containerd, pytest.mark.root, pytest.mark.overlay]
 
@@ -49,6 +49,7 @@ def daemon() -> Iterator[tuple[Berthd, str]]:
     need_plugin("services.snapshotter.main")
     address = f"127.0.0.1:{free_port()}"
     with short_tmpdir("bm") as d, Berthd(d, embedded_toml(d, address)) as b:
+        b.wait_startup_gc()  # content written below is held by no lease
         b.ctr("content", "ingest", "m", input=b"metrics\n")
         b.ctr("content", "ls")
         b.ctr("snapshots", "ls")

@@ -111,7 +111,7 @@ async def meta_server(
     address = str(root / "m.sock")
     server = PluginServer("metadata-test", ServerConfig(address=address, grace=1))
     services.register_metrics(server.registry)
-    for svc in services.grpc_services():
+    for svc in services.servicers():
         server.add_service(svc.name, svc.register)
     events = EventsServicer(exchange)
     server.add_service(EVENTS_SERVICE, events.register)

@@ -18,11 +18,11 @@ from tests.conformance import content_suite
 from tests.conformance.content_suite import *  # noqa: F403
 from tests.conformance.content_suite import CROSS_NAMESPACE, ContentTarget, new_namespace
 from tests.conformance.leases import temporary_lease
-from tests.metadata.berthd import Berthd
+from tests.metadata.berthd import metadata_berthd
 from tests.support import need_root, short_tmpdir
-from tests.support.containerd import need_containerd
+from tests.support.berthd import Berthd
 
-pytestmark = [pytest.mark.containerd, pytest.mark.root]
+pytestmark = pytest.mark.root
 
 ISOLATED_TOML = """
 [plugins."io.containerd.metadata.v1.berthd"]
@@ -32,9 +32,8 @@ ISOLATED_TOML = """
 
 @pytest.fixture(scope="module")
 def berthd() -> Iterator[Berthd]:
-    need_containerd()  # Berthd waits for `ctr plugins ls` to see its plugins
     need_root()
-    with short_tmpdir("bcb") as d, Berthd(d) as b:
+    with short_tmpdir("bcb") as d, metadata_berthd(d) as b:
         yield b
 
 
@@ -48,9 +47,8 @@ async def content_target(berthd: Berthd) -> AsyncIterator[ContentTarget]:
 
 @pytest.fixture(scope="module")
 def isolated_berthd() -> Iterator[Berthd]:
-    need_containerd()
     need_root()
-    with short_tmpdir("bci") as d, Berthd(d, ISOLATED_TOML) as b:
+    with short_tmpdir("bci") as d, metadata_berthd(d, ISOLATED_TOML) as b:
         yield b
 
 

@@ -13,7 +13,7 @@ import pytest
 from services.content.proxy import ProxyContentStore
 from services.harness.server import CHANNEL_OPTIONS
 from tests.content.tinyfs import tiny_tmpfs
-from tests.metadata.berthd import Berthd
+from tests.metadata.berthd import metadata_berthd
 from tests.support import need_root, short_tmpdir
 from tests.support.containerd import need_containerd
 
@@ -27,7 +27,7 @@ async def test_ingest_meets_a_full_disk_and_resumes() -> None:
     need_root()
     data = os.urandom(3 * MiB)
     dgst = "sha256:" + hashlib.sha256(data).hexdigest()
-    with short_tmpdir("bdf") as d, tiny_tmpfs(d / "content", "1m") as fs, Berthd(d) as b:
+    with short_tmpdir("bdf") as d, tiny_tmpfs(d / "content", "1m") as fs, metadata_berthd(d) as b:
         failed = b.ctr("content", "ingest", "big", input=data, check=False)
         assert failed.returncode != 0
         assert "ingest ref" in failed.stderr and "no space left on device" in failed.stderr
@@ -44,4 +44,4 @@ async def test_ingest_meets_a_full_disk_and_resumes() -> None:
             assert await w.commit(len(data), dgst) == dgst
         listed = b.ctr("content", "ls", "-q").stdout.split()
         assert listed == [dgst]
-        assert "Traceback" not in b.log()
+        assert "Traceback" not in b.output()

@@ -1,9 +1,11 @@
-"""A real berthd process for the daemon tests, with its plugins.
+"""A real berthd process for the tests, with its plugins (the one launcher).
 
 ``Berthd(workdir, config)`` runs ``python -m daemon.cli`` on ``workdir``
 (root/ and run/ under it); ``config`` is TOML text, or None to run with no
-config file at all (the embedded default).  ``plugin_proc`` starts a plugin
-process of our own, for the tests where the daemon does not supervise it.
+config file at all (the embedded default).  It can be stopped, killed with
+-9 (with the plugin processes it started) and started again on the same
+dirs.  ``plugin_proc`` starts a plugin process of our own, for the tests
+where the daemon does not supervise it.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ def need_embedded_plugins() -> None:
 def embedded_toml(workdir: Path, metrics_address: str = "") -> str:
     """The embedded default for ``workdir``."""
     return embedded.default_toml(str(workdir / "root"), str(workdir / "run"), metrics_address)
+
+
+_STARTUP_GC = "start-up garbage collection done"
 
 
 def embedded_plugin_count() -> int:
@@ -88,6 +93,8 @@ class Berthd:
         self.env = env
         self.log = workdir / "berthd.log"
         self.proc: Proc | None = None
+        self.starts = 0
+        self._gc_seen = 0
 
     def argv(self) -> list[str]:
         argv = [PYTHON, "-m", "daemon.cli", "--root", str(self.root), "--state", str(self.state)]
@@ -99,12 +106,35 @@ class Berthd:
 
     def start(self, timeout: float = 40.0) -> Berthd:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.starts += 1
+        self._gc_seen = self.output().count(_STARTUP_GC)
         self.proc = Proc(self.argv(), self.log, env=self.env)
         try:
             wait_for_socket(self.address, timeout=timeout, proc=self.proc.popen)
         except Exception as e:
             raise RuntimeError(f"berthd did not start: {e}\n{self.output()}") from e
         return self
+
+    def wait_startup_gc(self, timeout: float = 30.0) -> None:
+        """Until this start's garbage collection ran: content written without a
+        lease (e.g. ``ctr content ingest``) is fair game for it, as in containerd."""
+        wait_until(
+            lambda: self.output().count(_STARTUP_GC) > self._gc_seen,
+            timeout,
+            "start-up garbage collection",
+        )
+
+    def kill9(self) -> None:
+        """SIGKILL the daemon and the plugin processes it started (they run in
+        sessions of their own, so they would outlive it)."""
+        assert self.proc is not None
+        children = list(self.children())
+        self.proc.signal(signal.SIGKILL)
+        self.proc.wait()
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.proc = None
 
     @property
     def pid(self) -> int:
@@ -115,7 +145,11 @@ class Berthd:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def ctr(
-        self, *args: str, check: bool = True, namespace: str = "default", input: bytes | None = None
+        self,
+        *args: str,
+        check: bool = True,
+        namespace: str = "default",
+        input: str | bytes | None = None,
     ) -> subprocess.CompletedProcess[str]:
         return ctr(self.address, *args, check=check, namespace=namespace, input=input, timeout=60)
 
