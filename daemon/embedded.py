@@ -73,12 +73,13 @@ state = {state}
     metrics_address = "auto"
 
   # The differ reads and writes blobs through the daemon, so a layer it
-  # writes is recorded in the request's namespace (and kept by GC).
+  # writes is recorded in the request's namespace (and kept by GC); it
+  # mounts only what lies under the snapshotter's root.
   [proxy_plugins.walking]
     type = "diff"
     address = {diff_sock}
     command = ["berthd-diff", "--root", {diff_root}, "--address", {diff_sock}, \
-"--content-address", {address}]
+"--content-address", {address}, "--allowed-root", {snap_root}]
     metrics_address = "auto"
 """
 

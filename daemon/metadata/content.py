@@ -333,7 +333,10 @@ class NamespacedWriter:
         self, size: int = 0, expected: str = "", labels: Mapping[str, str] | None = None
     ) -> str:
         """Commit into the namespace; ``Writer.commit``'s errors.  AlreadyExists
-        when the namespace already has the blob (the ingest is dropped)."""
+        when the namespace already has the blob (the ingest is dropped);
+        FailedPrecondition when the bytes written do not hash to ``expected``,
+        even if the backend holds a blob with that digest (the ingest stays);
+        DataLoss when the backend does not hold the committed blob afterwards."""
         ingest = self._ingest
         content = self._content
         try:
@@ -359,15 +362,30 @@ class NamespacedWriter:
                         f"{q(self.ref)} failed size validation: {st.offset} != {size}"
                     )
                 size = st.offset
+                # The status round trip refreshed a proxy writer's digest.
+                written = w.digest()
+                if expected and written and written != expected:
+                    # Checked here, not left to the backend: a content
+                    # plugin answers AlreadyExists for an expected digest it
+                    # holds without looking at the bytes (containerd's
+                    # contentserver does), which would record these bytes
+                    # under a digest that is not theirs.  The backend ingest
+                    # stays for a retry, as containerd's local writer keeps it.
+                    await self.close()
+                    raise errdefs.FailedPrecondition(
+                        f"unexpected commit digest {written}, expected {expected}"
+                    )
                 try:
                     actual = await w.commit(size, expected)
                 except errdefs.AlreadyExists:
-                    # Another namespace committed the same bytes first.
-                    actual = w.digest() or expected
+                    # The backend holds these bytes already (another
+                    # namespace committed them first).
+                    actual = written or expected
                     if not actual:
                         raise
                 finally:
                     self._w = None
+            await self._check_backend_has(actual, size)
             blob = records.Blob(
                 ingest.namespace, actual, size, dict(labels or {}), records.now_ns(), 0
             )
@@ -394,6 +412,22 @@ class NamespacedWriter:
         if self._w is not None:
             w, self._w = self._w, None
             await w.close()
+
+    async def _check_backend_has(self, digest: str, size: int) -> None:
+        """DataLoss unless the backend holds ``digest`` with ``size`` bytes: a
+        namespace never records a blob it could not read.  (The collector
+        takes the lock exclusively, so it cannot remove the blob meanwhile.)"""
+        try:
+            info = await self._content.backend.info(digest)
+        except errdefs.NotFound:
+            raise errdefs.DataLoss(
+                f"{q(self.ref)}: content {digest} is missing from the content store after commit"
+            ) from None
+        if info.size != size:
+            raise errdefs.DataLoss(
+                f"{q(self.ref)}: content {digest} has {info.size} bytes in the content store,"
+                f" {size} were committed"
+            )
 
 
 class NamespaceView:

@@ -174,6 +174,10 @@ class NamespacedSnapshotter:
         kind: Kind,
         lease: str,
     ) -> builtins.list[Mount]:
+        if not key:
+            # containerd 1.6 answers Unknown ("bucket name required", from
+            # bolt); the record it would make could never be removed here.
+            raise errdefs.InvalidArgument("key must not be empty")
         validate_labels(labels, "info.Labels")
         target = labels.get(LABEL_SNAPSHOT_REF, "")
         name = self.name
@@ -283,7 +287,10 @@ class NamespacedSnapshotter:
         labels: Mapping[str, str] | None = None,
         lease: str = "",
     ) -> None:
-        """Raises AlreadyExists (name), NotFound (key), the backend's errors."""
+        """Raises InvalidArgument (empty name, label), AlreadyExists (name),
+        NotFound (key), the backend's errors."""
+        if not name:
+            raise errdefs.InvalidArgument("name must not be empty")
         labels = dict(labels or {})
         validate_labels(labels, "info.Labels")
         sn = self.name
@@ -344,7 +351,10 @@ class NamespacedSnapshotter:
         def txn(tx: Tx) -> None:
             if tx.get(SNAPSHOTS, ns, sn, key) is None:
                 raise _missing(key)
-            if any(s.parent == key for s in tx.scan(SNAPSHOTS, ns, sn)):
+            # A parentless snapshot has parent "": it is nobody's child, not
+            # the child of a snapshot whose key is "" (made before empty keys
+            # were refused, and removable like any other).
+            if any(s.parent and s.parent == key for s in tx.scan(SNAPSHOTS, ns, sn)):
                 raise errdefs.FailedPrecondition("cannot remove snapshot with child")
             tx.delete(SNAPSHOTS, ns, sn, key)
             remove_from_lease(tx, ns, lease, self.resource, key)

@@ -20,7 +20,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -73,16 +73,46 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(f"{m.group(1)}.{frac}{zone}").astimezone(UTC)
 
 
+_FULL = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
+
+
+def is_full(e: OSError) -> bool:
+    return e.errno in _FULL
+
+
+@contextlib.contextmanager
+def disk_full_is_exhausted(what: str) -> Iterator[None]:
+    """Turn ENOSPC and EDQUOT into ResourceExhausted saying the disk is full.
+
+    containerd hands these to gRPC unconverted (Unknown); the class tells a
+    client that retrying after space is freed can work, and the message
+    says what ran out.
+    """
+    try:
+        yield
+    except OSError as e:
+        if not is_full(e):
+            raise
+        raise errdefs.ResourceExhausted(f"{what}: {_FULL[e.errno or 0]}") from None
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` by a synced temp file, so a reader sees old or new, never half."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def read_status(path: Path) -> Status:
@@ -190,7 +220,7 @@ class LocalWriter:
     # -- blocking parts, always under self._io ---------------------------------
 
     def _locked(self, fn: Callable[..., T], *args: object) -> T:
-        with self._io:
+        with self._io, disk_full_is_exhausted(f"ingest ref {self._ref}"):
             return fn(*args)
 
     def _open_fd(self) -> int:
@@ -201,24 +231,19 @@ class LocalWriter:
     def _write(self, data: bytes) -> int:
         fd = self._open_fd()
         view = memoryview(data)
+        done = 0
         try:
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-        except OSError as e:
-            # The file must hold exactly what was hashed: drop the part that
-            # made it, so a later commit cannot publish bytes under the
-            # digest of others.
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, self._offset)
-                os.lseek(fd, self._offset, os.SEEK_SET)
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise errdefs.ResourceExhausted(f"ingest ref {self._ref}: {e.strerror}") from None
-            raise
-        self._hasher.update(data)
-        self._offset += len(data)
-        self._updated_ns = time.time_ns()
-        return len(data)
+            while done < len(view):
+                done += os.write(fd, view[done:])
+        finally:
+            # What reached the file stays, as containerd keeps it (the disk
+            # filling up mid-write, say): hash and offset cover exactly the
+            # file, so a later writer resumes right after it.
+            if done:
+                self._hasher.update(view[:done])
+                self._offset += done
+                self._updated_ns = time.time_ns()
+        return done
 
     def _truncate(self) -> None:
         fd = self._open_fd()
@@ -235,9 +260,15 @@ class LocalWriter:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            # FileNotFoundError: aborted while we held it
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 write_atomic(self._path / "updatedat", format_time(self._updated_ns).encode())
+            except FileNotFoundError:
+                pass  # aborted while we held it
+            except OSError as e:
+                if not is_full(e):
+                    raise
+                # The data file's mtime stands in for it (read_status).
+                log.warning("ingest ref %s: cannot record its update time: %s", self._ref, e)
         return ""
 
     def _commit(self, size: int, expected: str, labels: Mapping[str, str] | None) -> str:

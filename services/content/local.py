@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from api import errdefs, filters
 from services.content.ingest import (
     LocalWriter,
+    disk_full_is_exhausted,
     format_time,
     fsync_dir,
     ingest_dir,
@@ -219,8 +220,12 @@ class LocalContentStore:
                 labels=kept,
             )
 
+        def apply_or_exhausted() -> Info:
+            with disk_full_is_exhausted(f"content {info.digest}"):
+                return apply()
+
         async with self._labels_lock:
-            return await asyncio.to_thread(apply)
+            return await asyncio.to_thread(apply_or_exhausted)
 
     def _scan(self, flt: filters.Filter) -> list[Info]:
         found: list[Info] = []
@@ -336,6 +341,10 @@ class LocalContentStore:
             raise
 
     def _open_ingest(self, ref: str, total: int) -> LocalWriter:
+        with disk_full_is_exhausted(f"ingest ref {ref}"):
+            return self._open_ingest_files(ref, total)
+
+    def _open_ingest_files(self, ref: str, total: int) -> LocalWriter:
         path = ingest_dir(self.root, ref)
         try:
             path.mkdir(mode=0o755)
@@ -452,6 +461,12 @@ class LocalContentStore:
                         count += 1
         ingests = sum(1 for _ in _iter_dir(self.root / "ingest"))
         return count, size, ingests
+
+    def disk_space(self) -> tuple[int, int]:
+        """Bytes free (for an unprivileged writer) and in all on the store's
+        filesystem (blocking)."""
+        st = os.statvfs(self.root)
+        return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
 
 
 def _iter_dir(path: Path) -> Iterator[os.DirEntry[str]]:

@@ -60,7 +60,7 @@ def tune_allocator() -> None:
 def build_server(args: argparse.Namespace) -> PluginServer:
     server = PluginServer(PROG, cli.server_config(args))
     store = LocalContentStore(args.root)
-    metrics = ContentMetrics(server.registry, usage=store.usage)
+    metrics = ContentMetrics(server.registry, usage=store.usage, disk_space=store.disk_space)
     servicer = ContentServicer(store, metrics)
     server.add_service(
         SERVICE_NAME, lambda s: content_pb2_grpc.add_ContentServicer_to_server(servicer, s)

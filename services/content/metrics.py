@@ -15,10 +15,17 @@ from prometheus_client.registry import Collector
 
 # blob count, blob bytes, ingests on disk
 Usage = Callable[[], tuple[int, int, int]]
+# free bytes, total bytes of the store's filesystem
+DiskSpace = Callable[[], tuple[int, int]]
 
 
 class ContentMetrics:
-    def __init__(self, registry: CollectorRegistry, usage: Usage | None = None) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        usage: Usage | None = None,
+        disk_space: DiskSpace | None = None,
+    ) -> None:
         self.written = Counter(
             "berthd_content_written_bytes",
             "Bytes received through Write streams.",
@@ -36,6 +43,8 @@ class ContentMetrics:
         )
         if usage is not None:
             registry.register(UsageCollector(usage))
+        if disk_space is not None:
+            registry.register(DiskSpaceCollector(disk_space))
 
 
 class UsageCollector(Collector):
@@ -56,5 +65,34 @@ class UsageCollector(Collector):
         blobs, size, ingests = self.usage()
         fams = self._families()
         for fam, value in zip(fams, (blobs, size, ingests), strict=True):
+            fam.add_metric([], value)
+        return iter(fams)
+
+
+class DiskSpaceCollector(Collector):
+    """The room left for ingests, so a full disk can be seen coming (a write
+    that meets it fails with ResourceExhausted)."""
+
+    def __init__(self, disk_space: DiskSpace) -> None:
+        self.disk_space = disk_space
+
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily(
+                "berthd_content_store_free_bytes",
+                "Bytes free on the content store's filesystem.",
+            ),
+            GaugeMetricFamily(
+                "berthd_content_store_capacity_bytes",
+                "Size of the content store's filesystem.",
+            ),
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(self._families())
+
+    def collect(self) -> Iterator[Metric]:
+        fams = self._families()
+        for fam, value in zip(fams, self.disk_space(), strict=True):
             fam.add_metric([], value)
         return iter(fams)

@@ -12,7 +12,12 @@ message (services/content/contentserver/contentserver.go), quirks included:
   non-zero offset must equal the current one (OutOfRange otherwise);
 - when the stream ends without error (after COMMIT, or the client closing
   its side) the last response is sent once more;
-- Read answers carry offsets relative to the requested offset.
+- Read answers carry offsets relative to the requested offset;
+- a message naming an expected digest the store already holds is answered
+  AlreadyExists and the ingest dropped, whatever bytes it has: that only says
+  the blob exists, never that the bytes written are it.  A client that
+  commits through a store like this one (the daemon's metadata layer) checks
+  the digest of what it wrote itself before it believes an AlreadyExists.
 
 Namespaces are ignored: a backend store has none, and containerd's proxy
 client sends whatever namespace its caller had (or none, for GC).

@@ -4,7 +4,8 @@
 
 It reads layer blobs from, and writes computed layers to, the Content API at
 ``--content-address`` (the daemon's socket or a content plugin's), in the
-namespace and under the lease of each request.  Temporary mounts live under
+namespace and under the lease of each request.  It mounts only what lies
+under an ``--allowed-root`` (the snapshotters' roots).  Temporary mounts live under
 ``<root>/tmpmounts``; what a crashed run left there is unmounted at start.
 """
 
@@ -15,6 +16,7 @@ import logging
 import sys
 
 from api.containerd.services.diff.v1 import diff_pb2_grpc
+from services.diff.allowed import MountGuard
 from services.diff.compression import GZIP_DECODERS, GzipDecoder
 from services.diff.content import ContentConnection, Metadata
 from services.diff.metrics import DiffMetrics
@@ -30,6 +32,13 @@ PROG = "berthd-diff"
 DEFAULT_ADDRESS = "/run/berthd/diff.sock"
 DEFAULT_CONTENT_ADDRESS = "/run/berthd/berthd.sock"
 DEFAULT_ROOT = "/var/lib/berthd/diff"
+# Where berthd's snapshotters keep their snapshots by default: berthd-snapshotter's
+# own default, and the overlayfs and native roots of the daemon's embedded layout.
+DEFAULT_ALLOWED_ROOTS = (
+    "/var/lib/berthd/snapshotter",
+    "/var/lib/berthd/io.containerd.snapshotter.v1.overlayfs",
+    "/var/lib/berthd/io.containerd.snapshotter.v1.native",
+)
 
 
 def build_server(args: argparse.Namespace) -> PluginServer:
@@ -44,7 +53,9 @@ def build_server(args: argparse.Namespace) -> PluginServer:
     def differ_for(metadata: Metadata) -> WalkingDiffer:
         return WalkingDiffer(connection.for_request(metadata), mounter, gzip=gzip, metrics=metrics)
 
-    servicer = DiffServicer(differ_for, metrics)
+    guard = MountGuard(getattr(args, "allowed_root", None) or DEFAULT_ALLOWED_ROOTS)
+    log.info("mounts accepted under %s", ", ".join(guard.roots))
+    servicer = DiffServicer(differ_for, metrics, guard=guard)
     server.add_service(
         SERVICE_NAME, lambda s: diff_pb2_grpc.add_DiffServicer_to_server(servicer, s)
     )
@@ -69,6 +80,14 @@ def parser() -> argparse.ArgumentParser:
         help="unix socket of the Content API to read and write blobs through",
     )
     p.add_argument("--root", default=DEFAULT_ROOT, help="directory for temporary mounts")
+    p.add_argument(
+        "--allowed-root",
+        action="append",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="accept only mounts whose paths lie under DIR (repeatable; a snapshotter's root);"
+        f" default: {', '.join(DEFAULT_ALLOWED_ROOTS)}",
+    )
     p.add_argument(
         "--gzip-decoder",
         choices=GZIP_DECODERS,

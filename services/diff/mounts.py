@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 from api import errdefs
+from services.diff.allowed import pinned_fds
 from services.diff.differ import Mount
 
 log = logging.getLogger(__name__)
@@ -233,7 +234,17 @@ class Mounter:
         opts = [data] if data else []
         opts += [name for name, (clear, f) in _FLAGS.items() if not clear and f and flags & f == f]
         argv = ["mount", "-t", m.type, "-o", ",".join(opts), m.source, target]
-        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+        # Directories the MountGuard pinned are named /proc/self/fd/N: the
+        # child needs the same descriptors (and, from cwd /proc/self, its own
+        # /proc entry names them).
+        proc = subprocess.run(
+            argv,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=False,
+            pass_fds=pinned_fds(m.options),
+        )
         if proc.returncode != 0:
             raise OSError(errno.EINVAL, f"mount {target}: {proc.stderr.strip()}")
 

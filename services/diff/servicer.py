@@ -8,6 +8,8 @@ with several differs tries the next one.
 
 Every call needs a namespace (the differ reads and writes content in it);
 the request's namespace and lease headers travel on to the content store.
+Unlike containerd, the mounts of a request must lie under the roots this
+differ serves (``services.diff.allowed``): PermissionDenied otherwise.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from api import errdefs, namespaces
 from api.containerd.services.diff.v1 import diff_pb2, diff_pb2_grpc
 from api.containerd.types import descriptor_pb2, mount_pb2
 from services.content.validation import split_digest
+from services.diff.allowed import MountGuard
 from services.diff.content import Metadata, forwarded
 from services.diff.differ import Applier, Comparer, Descriptor, Mount
 from services.diff.metrics import DiffMetrics
@@ -60,16 +63,34 @@ def _check_digest(digest: str) -> None:
 
 
 class DiffServicer(diff_pb2_grpc.DiffServicer):
-    """``differ_for(metadata)`` builds the differ for one request's outgoing headers."""
+    """``differ_for(metadata)`` builds the differ for one request's outgoing headers;
+    ``guard`` decides which mounts it may be given.  Without one, mounts pass
+    as they came: only for a servicer in front of differs in other processes
+    that guard their own roots (the daemon's diff service), where a pinned
+    ``/proc/self/fd`` path would mean nothing."""
 
-    def __init__(self, differ_for: DifferFactory, metrics: DiffMetrics | None = None) -> None:
+    def __init__(
+        self,
+        differ_for: DifferFactory,
+        metrics: DiffMetrics | None = None,
+        *,
+        guard: MountGuard | None = None,
+    ) -> None:
         self._differ_for = differ_for
         self._metrics = metrics
+        self._guard = guard
 
     def _differ(self, context: Context) -> tuple[str, Differ]:
         metadata = context.invocation_metadata()
         namespace = namespaces.required(metadata)
         return namespace, self._differ_for(forwarded(metadata))
+
+    def _pinned(
+        self, mounts: Sequence[mount_pb2.Mount]
+    ) -> contextlib.AbstractAsyncContextManager[list[Mount]]:
+        if self._guard is None:
+            return contextlib.nullcontext(_mounts(mounts))
+        return self._guard.pinned(_mounts(mounts))
 
     def _tracking(self, operation: str) -> contextlib.AbstractContextManager[Any]:
         if self._metrics is None:
@@ -90,9 +111,8 @@ class DiffServicer(diff_pb2_grpc.DiffServicer):
         payloads = {k: v.SerializeToString() for k, v in request.payloads.items()}
         with self._tracking("apply"):
             try:
-                applied = await differ.apply(
-                    desc, _mounts(request.mounts), payloads, sync_fs=request.sync_fs
-                )
+                async with self._pinned(request.mounts) as mounts:
+                    applied = await differ.apply(desc, mounts, payloads, sync_fs=request.sync_fs)
             except errdefs.ErrdefsError as e:
                 log.info(
                     "apply %s (%s) in namespace %s: %s", desc.digest, desc.media_type, namespace, e
@@ -107,14 +127,18 @@ class DiffServicer(diff_pb2_grpc.DiffServicer):
             epoch = request.source_date_epoch.ToDatetime(tzinfo=UTC)
         with self._tracking("diff"):
             try:
-                desc = await differ.compare(
-                    _mounts(request.left),
-                    _mounts(request.right),
-                    request.media_type,
-                    request.ref,
-                    dict(request.labels),
-                    source_date_epoch=epoch,
-                )
+                async with (
+                    self._pinned(request.left) as left,
+                    self._pinned(request.right) as right,
+                ):
+                    desc = await differ.compare(
+                        left,
+                        right,
+                        request.media_type,
+                        request.ref,
+                        dict(request.labels),
+                        source_date_epoch=epoch,
+                    )
             except errdefs.ErrdefsError as e:
                 log.info("diff (%s) in namespace %s: %s", request.media_type, namespace, e)
                 raise

@@ -3,7 +3,9 @@
 Every RPC passes through ``EdgeInterceptor``, which records the gRPC metric
 families and maps typed errors (``api.errdefs``) to status codes.  Any other
 exception is logged with its traceback and answered as "internal error", so
-nothing of the server's internals reaches a client.
+nothing of the server's internals reaches a client.  A request that does not
+decode (invalid UTF-8 in a string field) never reaches the handler: it is
+answered InvalidArgument naming the field (``services.harness.decoding``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, TypeAlias
 import grpc
 
 from api import errdefs, errgrpc
+from services.harness.decoding import Undecodable, tolerant
 from services.harness.metrics import GO_CODE_NAMES, GrpcServerMetrics
 
 log = logging.getLogger(__name__)
@@ -67,9 +70,16 @@ def _code_of(ctx: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
     return grpc.StatusCode.OK if code in (None, 0) else grpc.StatusCode.UNKNOWN
 
 
+def _refuse(call: _Call, bad: Undecodable) -> errdefs.InvalidArgument:
+    log.info("%s/%s: %s", call.labels[1], call.labels[2], bad.message)
+    return errdefs.InvalidArgument(bad.message)
+
+
 async def _counted(call: _Call, it: AsyncIterator[Any]) -> AsyncIterator[Any]:
     async for msg in it:
         call.received()
+        if isinstance(msg, Undecodable):
+            raise _refuse(call, msg)
         yield msg
 
 
@@ -88,6 +98,8 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         _, service, method = details.method.split("/", 2)
         metrics = self.metrics
         req_des, resp_ser = handler.request_deserializer, handler.response_serializer
+        if req_des is not None:  # None: the handler takes raw bytes (a relay)
+            req_des = tolerant(req_des)
 
         if handler.unary_unary is not None:
             inner_uu: Any = handler.unary_unary
@@ -96,6 +108,8 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
                 call = _Call(metrics, ("unary", service, method))
                 call.received()
                 try:
+                    if isinstance(req, Undecodable):
+                        raise _refuse(call, req)
                     resp = await inner_uu(req, ctx)
                 except (grpc.aio.AbortError, asyncio.CancelledError) as e:
                     call.done(_cancel_or(ctx, e))
@@ -140,6 +154,8 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             else:
                 call.received()
             try:
+                if isinstance(arg, Undecodable):
+                    raise _refuse(call, arg)
                 result = streaming(arg, ctx)
                 if inspect.isasyncgen(result):
                     async for resp in result:

@@ -211,10 +211,14 @@ class Transaction:
     ) -> Snapshot:
         """Record a new active or view snapshot.
 
-        InvalidArgument for another kind or a parent that is not committed;
-        NotFound for a missing parent; AlreadyExists when ``key`` is taken.
+        InvalidArgument for an empty key, another kind or a parent that is not
+        committed; NotFound for a missing parent; AlreadyExists when ``key``
+        is taken.
         """
         self._require_writable()
+        if not key:
+            # containerd 1.6 fails here with bolt's "bucket name required" (Unknown).
+            raise errdefs.InvalidArgument("key must not be empty")
         if kind not in (Kind.ACTIVE, Kind.VIEW):
             raise errdefs.InvalidArgument(
                 f"snapshot type {kind} invalid;"
@@ -252,9 +256,12 @@ class Transaction:
 
         The checks run in containerd's order: AlreadyExists when ``name`` is
         taken, NotFound when ``key`` is missing, FailedPrecondition when it is
-        not active.  Labels are replaced, not inherited; timestamps restart.
+        not active; before them InvalidArgument for an empty ``name``.  Labels
+        are replaced, not inherited; timestamps restart.
         """
         self._require_writable()
+        if not name:
+            raise errdefs.InvalidArgument("name must not be empty")
         if self._conn.execute("SELECT 1 FROM snapshots WHERE key = ?", (name,)).fetchone():
             raise errdefs.AlreadyExists(f"committed snapshot {name}")
         row = self._conn.execute("SELECT id, kind FROM snapshots WHERE key = ?", (key,)).fetchone()

@@ -230,7 +230,15 @@ async def main_async(args: argparse.Namespace) -> None:
             for name, decoder in VARIANTS.items():
                 if decoder == "auto" or available(decoder):
                     addresses[name] = stack.enter_context(
-                        plugin(base, name, cd.address, "--gzip-decoder", decoder)
+                        plugin(
+                            base,
+                            name,
+                            cd.address,
+                            "--gzip-decoder",
+                            decoder,
+                            "--allowed-root",
+                            str(runs),
+                        )
                     )
             ns = (("containerd-namespace", NAMESPACE),)
             async with (

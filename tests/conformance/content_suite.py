@@ -16,16 +16,19 @@ what proves the suite right) and, later, the daemon's federated service.
 The tests never assume an empty store: every blob holds random bytes and every
 ref is unique, so a target may be shared by the tests of a module.  Each test
 gets a fresh namespace, which real containerd needs and our plugin ignores.
+The tests about blobs of another namespace run on namespaced targets only
+(containerd, the daemon), under the target's content sharing policy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import os
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +41,7 @@ from api.containerd.services.content.v1 import content_pb2, content_pb2_grpc
 from services.content.convert import GO_ZERO_SECONDS
 from services.content.proxy import ProxyContentStore
 from services.content.store import Info
+from tests.conformance.leases import temporary_lease
 
 MiB = 1 << 20
 EMPTY_DIGEST = "sha256:" + hashlib.sha256(b"").hexdigest()
@@ -54,6 +58,9 @@ __all__ = [
     "test_delete",
     "test_empty_blob",
     "test_expected_digest_already_committed",
+    "test_expected_digest_existing_with_other_bytes",
+    "test_expected_digest_of_another_namespace_needs_matching_bytes",
+    "test_expected_digest_of_another_namespace_without_bytes",
     "test_first_message_needs_ref",
     "test_info_of_unknown_and_malformed",
     "test_label_size_limit",
@@ -75,6 +82,13 @@ __all__ = [
 ]
 
 
+# The tests whose outcome depends on the content sharing policy.
+CROSS_NAMESPACE = (
+    "test_expected_digest_of_another_namespace_needs_matching_bytes",
+    "test_expected_digest_of_another_namespace_without_bytes",
+)
+
+
 @dataclass
 class ContentTarget:
     """What the suite runs against.
@@ -84,12 +98,19 @@ class ContentTarget:
     or it may collect the suite's blobs between two calls.
     ``strict``: the target refuses inputs containerd lets through (negative
     offsets, a malformed expected digest); False for containerd itself.
+    ``namespaced``: blobs of one namespace are invisible in another (False
+    for our plugin, which has no namespaces); such a target serves leases.
+    ``shared``: its content sharing policy (containerd's metadata plugin
+    option): "shared" (True) lets a namespace take a blob another namespace
+    holds by naming its digest, "isolated" makes it send the bytes.
     """
 
     channel: grpc.aio.Channel
     namespace: str | None = None
     metadata: tuple[tuple[str, str], ...] = ()
     strict: bool = True
+    namespaced: bool = True
+    shared: bool = True
 
     def stub(self) -> content_pb2_grpc.ContentAsyncStub:
         return content_pb2_grpc.ContentStub(self.channel)
@@ -101,6 +122,14 @@ class ContentTarget:
 
     def store(self) -> ProxyContentStore:
         return ProxyContentStore(self.channel, namespace=self.namespace, metadata=self.metadata)
+
+
+@contextlib.asynccontextmanager
+async def other_namespace(target: ContentTarget) -> AsyncIterator[ContentTarget]:
+    """The same target in a fresh namespace, under a lease of its own."""
+    ns = new_namespace()
+    async with temporary_lease(target.channel, ns) as lease:
+        yield dataclasses.replace(target, namespace=ns, metadata=(lease,))
 
 
 def new_namespace() -> str:
@@ -459,6 +488,130 @@ async def test_expected_digest_already_committed(content_target: ContentTarget) 
         await s.send(action=content_pb2.WRITE, offset=10, data=data[10:], expected=dgst)
     with raises(errdefs.NotFound):
         await status(t, ref)
+
+
+async def test_expected_digest_existing_with_other_bytes(content_target: ContentTarget) -> None:
+    """Other bytes committed under the digest of an existing blob: containerd
+    answers AlreadyExists for the blob it has (it checks the expected digest
+    before the bytes) and drops the ingest; the bytes are never committed."""
+    t = content_target
+    data, dgst = blob(1200)
+    await commit_blob(t, data)
+    other, other_dgst = blob(1000)
+    ref = new_ref("existing-other")
+    s = Stream(t)
+    await s.send(action=content_pb2.STAT, ref=ref)
+    await s.send(action=content_pb2.WRITE, offset=0, data=other)
+    with raises(errdefs.AlreadyExists):
+        await s.send(action=content_pb2.COMMIT, offset=len(other), expected=dgst)
+    with raises(errdefs.NotFound):
+        await info(t, other_dgst)
+    with raises(errdefs.NotFound):
+        await status(t, ref)
+    assert await list_digests(t, f"digest=={other_dgst}") == []
+    assert await read_all(t, dgst) == data
+
+
+async def _shape_commit_only(s: Stream, ref: str, data: bytes, expected: str) -> int:
+    """One COMMIT carrying everything: ref, the bytes at offset 0 and the digest."""
+    with raises(errdefs.FailedPrecondition, match="unexpected commit digest"):
+        await s.send(action=content_pb2.COMMIT, ref=ref, offset=0, data=data, expected=expected)
+    return len(data)
+
+
+async def _shape_restart(s: Stream, ref: str, data: bytes, expected: str) -> int:
+    """STAT naming the digest, then the bytes written from offset 0."""
+    await s.send(action=content_pb2.STAT, ref=ref, expected=expected)
+    resp = await s.send(action=content_pb2.WRITE, offset=0, data=data, expected=expected)
+    assert resp.offset == len(data)
+    with raises(errdefs.FailedPrecondition, match="unexpected commit digest"):
+        await s.send(action=content_pb2.COMMIT, offset=len(data), expected=expected)
+    return len(data)
+
+
+async def _shape_append(s: Stream, ref: str, data: bytes, expected: str) -> int:
+    """STAT naming the digest, then the bytes appended where it says the ingest is
+    (after the other namespace's blob, under the shared policy)."""
+    first = await s.send(action=content_pb2.STAT, ref=ref, expected=expected)
+    resp = await s.send(action=content_pb2.WRITE, offset=first.offset, data=data)
+    assert resp.offset == first.offset + len(data)
+    with raises(errdefs.FailedPrecondition, match="unexpected commit digest"):
+        await s.send(action=content_pb2.COMMIT, offset=resp.offset, expected=expected)
+    return resp.offset
+
+
+async def test_expected_digest_of_another_namespace_needs_matching_bytes(
+    content_target: ContentTarget,
+) -> None:
+    """Naming a digest another namespace holds does not commit other bytes
+    under it: FailedPrecondition, nothing shows in this namespace, and the
+    ingest stays with what was written (containerd's local writer keeps it)."""
+    t = content_target
+    if not t.namespaced:
+        pytest.skip("the target has no namespaces")
+    async with other_namespace(t) as elsewhere:
+        theirs, dgst = blob(500)
+        await commit_blob(elsewhere, theirs)
+        for shape in (_shape_commit_only, _shape_restart, _shape_append):
+            ours, ours_dgst = blob(1000)
+            ref = new_ref(shape.__name__)
+            s = Stream(t)
+            kept = await shape(s, ref, ours, dgst)
+            for d in (dgst, ours_dgst):
+                with raises(errdefs.NotFound):
+                    await info(t, d)
+                with raises(errdefs.NotFound):
+                    await read_all(t, d)
+                assert await list_digests(t, f"digest=={d}") == [], shape.__name__
+            assert (await status(t, ref)).offset == kept, shape.__name__
+            await t.store().abort(ref)
+        # the other namespace's blob is untouched
+        assert await read_all(elsewhere, dgst) == theirs
+
+
+async def test_expected_digest_of_another_namespace_without_bytes(
+    content_target: ContentTarget,
+) -> None:
+    """Shared policy: naming the digest (and no other size) is enough, the
+    ingest starts complete and commits at once; isolated: the bytes must be
+    sent.  Either way this namespace ends up reading the very same bytes."""
+    t = content_target
+    if not t.namespaced:
+        pytest.skip("the target has no namespaces")
+    async with other_namespace(t) as elsewhere:
+        theirs, dgst = blob(700)
+        await commit_blob(elsewhere, theirs)
+        # another size: never shared, the bytes must come
+        ref = new_ref("othersize")
+        s = Stream(t)
+        first = await s.send(action=content_pb2.STAT, ref=ref, expected=dgst, total=701)
+        assert first.offset == 0
+        await s.finish()
+        await t.store().abort(ref)
+
+        ref = new_ref("bydigest")
+        s = Stream(t)
+        first = await s.send(action=content_pb2.STAT, ref=ref, expected=dgst)
+        if t.shared:
+            assert first.offset == len(theirs)
+            assert first.digest == dgst
+            done = await s.send(action=content_pb2.COMMIT, offset=len(theirs), expected=dgst)
+            assert done.digest == dgst
+            await s.finish()
+        else:
+            assert first.offset == 0
+            with raises(errdefs.OutOfRange):
+                await s.send(action=content_pb2.COMMIT, offset=len(theirs), expected=dgst)
+            s = Stream(t)
+            assert (await s.send(action=content_pb2.STAT, ref=ref, expected=dgst)).offset == 0
+            await s.send(action=content_pb2.WRITE, offset=0, data=theirs)
+            done = await s.send(action=content_pb2.COMMIT, offset=len(theirs), expected=dgst)
+            assert done.digest == dgst
+            await s.finish()
+        assert (await info(t, dgst)).size == len(theirs)
+        assert await read_all(t, dgst) == theirs
+        with raises(errdefs.NotFound):
+            await status(t, ref)
 
 
 async def test_first_message_needs_ref(content_target: ContentTarget) -> None:

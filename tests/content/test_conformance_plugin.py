@@ -24,13 +24,13 @@ def plugin() -> Iterator[ContentPlugin]:
 async def content_target(plugin: ContentPlugin) -> AsyncIterator[ContentTarget]:
     async with grpc.aio.insecure_channel(f"unix://{plugin.address}", options=CHANNEL_OPTIONS) as ch:
         # containerd forwards its caller's namespace, or none: both must work.
-        yield ContentTarget(ch, namespace=new_namespace())
+        yield ContentTarget(ch, namespace=new_namespace(), namespaced=False)
 
 
 @pytest.fixture
 async def no_namespace_target(plugin: ContentPlugin) -> AsyncIterator[ContentTarget]:
     async with grpc.aio.insecure_channel(f"unix://{plugin.address}", options=CHANNEL_OPTIONS) as ch:
-        yield ContentTarget(ch, namespace=None)
+        yield ContentTarget(ch, namespace=None, namespaced=False)
 
 
 async def test_suite_without_namespace_header(no_namespace_target: ContentTarget) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -55,6 +56,10 @@ def plugin(containerd: Containerd) -> Iterator[PluginProc]:
                 containerd.address,
                 "--root",
                 str(d / "root"),
+                # The tests bind and overlay-mount temp dirs of their own;
+                # tests/diff/test_allowed.py checks the guard on narrow roots.
+                "--allowed-root",
+                tempfile.gettempdir(),
                 "--metrics-address",
                 metrics,
                 "--log-level",

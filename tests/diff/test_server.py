@@ -90,12 +90,17 @@ async def test_mount_failures_are_reported_and_cleaned_up(
     env: Env, plugin: PluginProc, workdir: Path
 ) -> None:
     desc = await env.put_layer(L.layer([L.file("f", b"f")]), "gzip")
-    with pytest.raises(errdefs.Unknown, match="failed to mount"):
+    with pytest.raises(errdefs.InvalidArgument, match="No such file or directory"):
         await env.ours.apply(desc, bind(workdir / "does-not-exist"))
+    bogus = Mount("overlay", "overlay", (f"lowerdir={workdir}", "no-such-option=1"))
+    with pytest.raises(errdefs.Unknown, match="failed to mount"):
+        await env.ours.apply(desc, [bogus])
     with pytest.raises(errdefs.InvalidArgument, match="not supported"):
-        await env.ours.apply(desc, [Mount("fuse.sshfs", "x", ())])
+        await env.ours.apply(desc, [Mount("fuse.sshfs", str(workdir), ())])
+    image = workdir / "disk.img"
+    image.write_bytes(b"")
     with pytest.raises(errdefs.InvalidArgument, match="loop"):
-        await env.ours.apply(desc, [Mount("ext4", "/dev/null", ("loop",))])
+        await env.ours.apply(desc, [Mount("ext4", str(image), ("loop",))])
     assert os.listdir(plugin.root / "tmpmounts") == []
 
 

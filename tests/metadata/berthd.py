@@ -21,8 +21,9 @@ def _argv(*items: str | Path) -> str:
     return "[" + ", ".join(_q(i) for i in items) + "]"
 
 
-def config_toml(d: Path) -> str:
-    """Daemon, content, native snapshotter and differ, all under ``d``.
+def config_toml(d: Path, extra: str = "") -> str:
+    """Daemon, content, native snapshotter and differ, all under ``d``; ``extra``
+    is appended (e.g. a plugin section).
 
     The differ reads and writes content through the daemon (namespaced, under
     the caller's lease), as containerd's diff service does.
@@ -37,7 +38,7 @@ def config_toml(d: Path) -> str:
     )  # fmt: skip
     diff = _argv(
         VENV_BIN / "berthd-diff", "--address", d_sock, "--content-address", sock,
-        "--root", d / "diff",
+        "--root", d / "diff", "--allowed-root", d / "snap",
     )  # fmt: skip
     return f"""
 version = 2
@@ -53,8 +54,9 @@ version = 2
   type = "diff"
   address = {_q(d_sock)}
   command = {diff}
-"""
+{extra}"""
 
 
-def metadata_berthd(d: Path) -> Berthd:
-    return Berthd(d, config_toml(d), "--log-level", "info")
+def metadata_berthd(d: Path, extra_toml: str = "") -> Berthd:
+    """``extra_toml`` goes at the end of the config (e.g. a plugin section)."""
+    return Berthd(d, config_toml(d, extra_toml), "--log-level", "info")

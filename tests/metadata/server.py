@@ -31,6 +31,7 @@ from daemon.metadata.scheduler import SchedulerConfig
 from daemon.metadata.services import MetadataServices
 from daemon.metadata.sqlite import SqliteStore
 from services.content.local import LocalContentStore
+from services.content.store import ContentStore
 from services.harness.server import CHANNEL_OPTIONS, PluginServer, ServerConfig
 from services.snapshotter.native import NativeSnapshotter
 from services.snapshotter.snapshotter import Snapshotter
@@ -88,14 +89,25 @@ async def meta_server(
     *,
     start_gc: bool = True,
     wrap: Callable[[Snapshotter], Snapshotter] | None = None,
+    shared_content: bool = True,
+    content: ContentStore | None = None,
 ) -> AsyncIterator[MetaServer]:
-    """``wrap`` puts something (e.g. a remote-layer provider) in front of the native backend."""
-    content = LocalContentStore(root / "content")
+    """``wrap`` puts something (e.g. a remote-layer provider) in front of the native
+    backend; ``content`` replaces the local content store under ``root``;
+    ``shared_content`` is the content sharing policy ("shared" or "isolated")."""
+    local = LocalContentStore(root / "content")
     snap = NativeSnapshotter(root / "native")
     exchange = Exchange()
     store = SqliteStore(root / "meta" / "meta.db")
     backend: Snapshotter = wrap(snap) if wrap else snap
-    services = MetadataServices(store, content, {"native": backend}, exchange, gc=gc)
+    services = MetadataServices(
+        store,
+        content or local,
+        {"native": backend},
+        exchange,
+        gc=gc,
+        shared_content=shared_content,
+    )
     address = str(root / "m.sock")
     server = PluginServer("metadata-test", ServerConfig(address=address, grace=1))
     services.register_metrics(server.registry)
@@ -108,7 +120,7 @@ async def meta_server(
         services.start()
     try:
         async with grpc.aio.insecure_channel(f"unix://{address}", options=CHANNEL_OPTIONS) as ch:
-            yield MetaServer(root, address, services, exchange, content, snap, server, ch)
+            yield MetaServer(root, address, services, exchange, local, snap, server, ch)
     finally:
         # Let calls in flight finish: the backends are closed next.
         await server.stop(5)

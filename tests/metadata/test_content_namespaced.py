@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 
 import pytest
 
 from api import errdefs
+from services.content.ingest import LocalWriter
+from services.content.local import LocalContentStore
 from services.content.proxy import ProxyContentStore
 from services.content.store import Info
 from tests.conformance.leases import temporary_lease
-from tests.metadata.server import MetaServer
+from tests.metadata.server import MetaServer, meta_server
 
 
 def blob(size: int = 1000) -> tuple[bytes, str]:
@@ -159,3 +162,37 @@ async def test_deleting_in_one_namespace_keeps_the_bytes_for_the_other(
     await b.delete(dgst)
     await ms.services.scheduler.schedule_and_wait()
     assert backend_blobs(ms) == []
+
+
+class _DeletedBehindOurBack(LocalContentStore):
+    """A content store another client of the content plugin empties right
+    after each commit (the plugin's socket is open to more than the daemon)."""
+
+    async def writer(self, ref: str, total: int = 0, expected: str = "") -> LocalWriter:
+        w = await super().writer(ref, total, expected)
+        commit = w.commit
+
+        async def commit_then_lose(
+            size: int = 0, expected: str = "", labels: Mapping[str, str] | None = None
+        ) -> str:
+            dgst = await commit(size, expected, labels)
+            await self.delete(dgst)
+            return dgst
+
+        w.commit = commit_then_lose  # type: ignore[method-assign]
+        return w
+
+
+async def test_a_commit_is_recorded_only_when_the_backend_holds_the_blob(tmp_path: Path) -> None:
+    lossy = _DeletedBehindOurBack(tmp_path / "lossy")
+    async with (
+        meta_server(tmp_path, content=lossy) as ms,
+        temporary_lease(ms.channel, "a") as la,
+    ):
+        store = ProxyContentStore(ms.channel, namespace="a", metadata=(la,))
+        data, dgst = blob()
+        with pytest.raises(errdefs.DataLoss, match="missing from the content store"):
+            await put(store, data)
+        with pytest.raises(errdefs.NotFound):
+            await store.info(dgst)
+        assert [i async for i in store.walk()] == []

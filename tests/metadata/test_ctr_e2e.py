@@ -11,9 +11,17 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
 
+from api import namespaces
+from api.containerd.services.content.v1 import content_pb2, content_pb2_grpc
+from api.containerd.services.diff.v1 import diff_pb2
+from api.containerd.services.namespaces.v1 import namespace_pb2
+from api.containerd.services.snapshots.v1 import snapshots_pb2
+from api.containerd.types import mount_pb2
 from tests.metadata.berthd import metadata_berthd
 from tests.support import need_root, short_tmpdir
 from tests.support.berthd import Berthd
@@ -102,6 +110,61 @@ def test_content(berthd: Berthd) -> None:
     b.ctr("content", "rm", dgst, namespace="c1")
     b.ctr("leases", "rm", "--sync", "content-e2e", namespace="c1")
     assert rows(b.ctr("content", "ls", namespace="c1").stdout) == []
+    assert dgst.split(":")[1] not in backend_blobs(b)
+
+
+def _ingest_file(
+    b: Berthd, ns: str, ref: str, path: Path, expected: str
+) -> subprocess.CompletedProcess[str]:
+    """``ctr content ingest`` with a seekable stdin (a file), as a user would
+    redirect one: ctr then resumes where the ingest says it is."""
+    with open(path, "rb") as f:
+        return subprocess.run(
+            ["ctr", "--address", b.address, "-n", ns, "content", "ingest",
+             "--expected-digest", expected, ref],
+            stdin=f, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+
+
+def test_ingest_naming_a_digest_of_another_namespace(berthd: Berthd) -> None:
+    b = berthd
+    theirs = os.urandom(500)
+    dgst = "sha256:" + hashlib.sha256(theirs).hexdigest()
+    b.ctr("leases", "create", "--id", "xns", namespace="xa")
+    b.ctr("leases", "create", "--id", "xns", namespace="xb")
+    b.ctr("content", "ingest", "theirs", input=theirs, namespace="xa")
+    # Other bytes under that digest: ctr seeks past the 500 bytes the shared
+    # ingest starts with and sends the rest, which cannot hash to it.
+    other = b.workdir / "other"
+    other.write_bytes(os.urandom(1000))
+    failed = _ingest_file(b, "xb", "mine", other, dgst)
+    assert failed.returncode != 0
+    assert "unexpected commit digest" in failed.stderr
+    assert rows(b.ctr("content", "ls", namespace="xb").stdout) == []
+    # the ingest stays, as in containerd, with what was written (and keeps
+    # the blob it named alive, as containerd's does); ctr cannot abort it
+    active = rows(b.ctr("content", "active", namespace="xb").stdout)
+    assert [(r[0], r[1]) for r in active] == [("mine", "1kB")]
+    with grpc.insecure_channel(f"unix://{b.address}") as ch:
+        content_pb2_grpc.ContentStub(ch).Abort(
+            content_pb2.AbortRequest(ref="mine"), metadata=namespaces.outgoing("xb")
+        )
+    # A stdin no longer than the blob: nothing left to send, and the shared
+    # policy commits the digest at once, as containerd does.
+    short = b.workdir / "short"
+    short.write_bytes(os.urandom(300))
+    done = _ingest_file(b, "xb", "short", short, dgst)
+    assert done.returncode == 0, done.stderr
+    assert [r[0] for r in rows(b.ctr("content", "ls", namespace="xb").stdout)] == [dgst]
+    got = subprocess.run(
+        ["ctr", "--address", b.address, "-n", "xb", "content", "get", dgst],
+        check=True,
+        capture_output=True,
+    ).stdout
+    assert got == theirs
+    for ns in ("xa", "xb"):
+        b.ctr("content", "rm", dgst, namespace=ns)
+        b.ctr("leases", "rm", "--sync", "xns", namespace=ns)
     assert dgst.split(":")[1] not in backend_blobs(b)
 
 
@@ -282,3 +345,44 @@ def test_kill9_in_the_middle_of_an_import() -> None:
         finally:
             b.stop()
             print(b.output()[-5000:])
+
+
+def test_invalid_utf8_is_invalid_argument_naming_the_field(berthd: Berthd) -> None:
+    b = berthd
+    bad = b"a\xffb\xfe"
+
+    def spoiled(msg: Any) -> bytes:
+        raw: bytes = msg.SerializeToString()
+        assert raw.count(b"@@@@") == 1
+        return raw.replace(b"@@@@", bad)
+
+    calls = [
+        (
+            "/containerd.services.namespaces.v1.Namespaces/Create",
+            namespace_pb2.CreateNamespaceRequest(namespace=namespace_pb2.Namespace(name="@@@@")),
+            "namespace.name",
+        ),
+        (
+            "/containerd.services.content.v1.Content/Status",
+            content_pb2.StatusRequest(ref="@@@@"),
+            "ref",
+        ),
+        (
+            "/containerd.services.snapshots.v1.Snapshots/Prepare",
+            snapshots_pb2.PrepareSnapshotRequest(snapshotter="native", key="@@@@"),
+            "key",
+        ),
+        (
+            "/containerd.services.diff.v1.Diff/Apply",
+            diff_pb2.ApplyRequest(mounts=[mount_pb2.Mount(type="bind", source="@@@@")]),
+            "mounts.source",
+        ),
+    ]
+    with grpc.insecure_channel(f"unix://{b.address}") as ch:
+        for method, msg, field in calls:
+            with pytest.raises(grpc.RpcError) as info:
+                ch.unary_unary(method)(spoiled(msg), metadata=namespaces.outgoing("utf8"))
+            err = info.value
+            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (method, err)
+            assert f'invalid UTF-8 in string field "{field}"' in err.details(), method
+    assert "Traceback" not in b.output()

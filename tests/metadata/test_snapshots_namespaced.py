@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 from api import errdefs
+from api.containerd.services.namespaces.v1 import namespace_pb2
+from daemon.metadata import records
+from daemon.metadata.store import SNAPSHOTS
 from services.snapshotter.proxy import ProxySnapshotter
 from services.snapshotter.remote import ProvidedLayers
 from services.snapshotter.snapshotter import LABEL_SNAPSHOT_REF, Info, Kind, Mount, Snapshotter
@@ -117,3 +120,28 @@ async def test_remote_layers_pass_through(remote: tuple[MetaServer, WriteAFile])
     await b.remove("chain1")
     await ms.services.scheduler.schedule_and_wait()
     assert [i.name async for i in ms.snapshot_backend.walk()] == []
+
+
+async def test_empty_keys_are_refused_and_old_ones_can_go(ms: MetaServer) -> None:
+    a = sn(ms, "empties")
+    with pytest.raises(errdefs.InvalidArgument, match="key must not be empty"):
+        await a.prepare("", "", ROOT)
+    with pytest.raises(errdefs.InvalidArgument, match="key must not be empty"):
+        await a.view("", "", ROOT)
+    await a.prepare("k", "", ROOT)
+    with pytest.raises(errdefs.InvalidArgument, match="name must not be empty"):
+        await a.commit("", "k", ROOT)
+    assert [i.name async for i in a.walk()] == ["k"]
+    # A snapshot keyed "" from before empty keys were refused, beside other
+    # parentless ones: it has no children, so it goes, and so does its namespace.
+    await ms.snapshot_backend.prepare("empties/old/", "")
+    old = records.Snapshot("empties", "native", "", "empties/old/", kind=int(Kind.ACTIVE))
+    await ms.services.db.update(lambda tx: tx.put(SNAPSHOTS, old))
+    assert sorted([i.name async for i in a.walk()]) == ["", "k"]
+    await a.remove("")
+    await a.remove("k")
+    await ms.stubs.namespaces.Delete(
+        namespace_pb2.DeleteNamespaceRequest(name="empties"), metadata=()
+    )
+    listed = await ms.stubs.namespaces.List(namespace_pb2.ListNamespacesRequest())
+    assert "empties" not in [n.name for n in listed.namespaces]

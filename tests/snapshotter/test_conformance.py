@@ -57,7 +57,11 @@ def target(request: pytest.FixtureRequest) -> Target:
         open=lambda ns: grpc_snapshotter(address, backend, namespace=ns),
         # containerd's Snapshots service does not expose Cleanup (its GC does it).
         cleanup=False,
-        quirks=frozenset({"native-commit-view-unknown"} if backend == "native" else ()),
+        quirks=frozenset(
+            {"empty-key-unknown", "native-commit-view-unknown"}
+            if backend == "native"
+            else {"empty-key-unknown"}
+        ),
     )
 
 

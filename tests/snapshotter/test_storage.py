@@ -193,3 +193,32 @@ def test_refuses_newer_schema(tmp_path: Path) -> None:
 def test_read_transaction_cannot_write(ms: MetaStore) -> None:
     with ms.transaction() as tx, pytest.raises(errdefs.FailedPrecondition):
         tx.create_snapshot(Kind.ACTIVE, "a")
+
+
+def test_empty_key_and_name_are_refused(ms: MetaStore) -> None:
+    with ms.transaction(writable=True) as tx:
+        for kind in (Kind.ACTIVE, Kind.VIEW):
+            with pytest.raises(errdefs.InvalidArgument, match="key must not be empty"):
+                tx.create_snapshot(kind, "")
+        tx.create_snapshot(Kind.ACTIVE, "a")
+        with pytest.raises(errdefs.InvalidArgument, match="name must not be empty"):
+            tx.commit_active("a", "", Usage())
+    with ms.transaction() as tx:
+        assert [i.name for i in tx.walk_info()] == ["a"]
+        assert tx.get_info("a")[1].kind == Kind.ACTIVE
+
+
+def test_children_are_counted_by_parent_exactly(ms: MetaStore) -> None:
+    _chain(ms, "c1")
+    with ms.transaction(writable=True) as tx:
+        tx.create_snapshot(Kind.ACTIVE, "root-a")
+        tx.create_snapshot(Kind.VIEW, "root-v")
+        tx.create_snapshot(Kind.ACTIVE, "child", "c1")
+    with ms.transaction(writable=True) as tx:
+        # other parentless snapshots are not children of a parentless one
+        tx.remove("root-a")
+        with pytest.raises(errdefs.FailedPrecondition, match="child"):
+            tx.remove("c1")
+        tx.remove("child")
+        tx.remove("c1")
+        tx.remove("root-v")

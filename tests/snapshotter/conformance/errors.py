@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from api import errdefs
-from services.snapshotter.snapshotter import Info
+from services.snapshotter.snapshotter import Info, Kind
 from tests.snapshotter.conformance import Env, scenario
 
 
@@ -127,3 +127,36 @@ async def errors_bad_filter(env: Env) -> None:
         await env.names("name==")
     with pytest.raises((errdefs.InvalidArgument, errdefs.Unknown)):
         await env.names('labels."unterminated==x')
+
+
+@scenario
+async def errors_empty_key(env: Env) -> None:
+    """An empty key or name is refused before anything exists under it; a
+    parentless snapshot is nobody's child, so removing one is never refused
+    for children it does not have."""
+    k = env.key
+    expected: type[errdefs.ErrdefsError] = errdefs.InvalidArgument
+    if "empty-key-unknown" in env.target.quirks:
+        expected = errdefs.Unknown
+    with pytest.raises(expected):
+        await env.sn.prepare("", "", env.opt)
+    with pytest.raises(expected):
+        await env.sn.view("", "", env.opt)
+    await env.sn.prepare(k("c-a"), "", env.opt)
+    await env.sn.commit(k("c"), k("c-a"), env.opt)
+    await env.sn.prepare(k("a"), "", env.opt)
+    await env.sn.view(k("v"), "", env.opt)
+    with pytest.raises(expected):
+        await env.sn.prepare("", k("c"), env.opt)
+    with pytest.raises(expected):
+        await env.sn.commit("", k("a"), env.opt)
+    # Nothing is named "" and the active snapshot is still there.
+    with pytest.raises(errdefs.NotFound):
+        await env.sn.stat("")
+    with pytest.raises(errdefs.NotFound):
+        await env.sn.remove("")
+    assert (await env.sn.stat(k("a"))).kind == Kind.ACTIVE
+    # Parentless snapshots of every kind go, one by one.
+    for key in (k("a"), k("v"), k("c")):
+        await env.sn.remove(key)
+    assert await env.names(f"name~={env.prefix}") == []
