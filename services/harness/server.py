@@ -15,8 +15,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
-import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +22,11 @@ from typing import Any
 import grpc
 
 from api.grpc.health.v1 import health_pb2_grpc
+
+# Re-exported: the socket helpers moved to api.sockets (grpc-free, shared with ttrpc).
+from api.sockets import AddressInUse as AddressInUse
+from api.sockets import prepare_socket as prepare_socket
+from api.sockets import remove_stale_socket as remove_stale_socket
 from services.harness.health import SERVING, HealthServicer
 from services.harness.interceptors import EdgeInterceptor
 from services.harness.metrics import GrpcServerMetrics, MetricsEndpoint, new_registry
@@ -50,45 +53,6 @@ class ServerConfig:
     grace: float = 10.0
     max_recv_message_size: int = MAX_MESSAGE_SIZE
     max_send_message_size: int = MAX_MESSAGE_SIZE
-
-
-class AddressInUse(OSError):
-    """Another live server already answers on the socket."""
-
-
-def remove_stale_socket(path: str) -> None:
-    """Remove ``path`` if it is a socket that refuses connections (a crashed predecessor).
-
-    Raises AddressInUse when ``path`` is not a socket, or when something
-    accepts on it — or may (a timeout or a permission error is not proof
-    that nobody is there, so such a socket is left alone).
-    """
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(st.st_mode):
-        raise AddressInUse(f"{path} exists and is not a socket")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(1)
-        try:
-            probe.connect(path)
-        except (ConnectionRefusedError, FileNotFoundError):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-            log.info("removed stale socket %s", path)
-            return
-        except OSError as e:
-            raise AddressInUse(f"{path}: cannot tell whether a process serves it: {e}") from None
-    raise AddressInUse(f"{path}: another process is serving on this socket")
-
-
-def prepare_socket(path: str, dir_mode: int = 0o711) -> None:
-    """Create the socket's directory and replace a stale socket (never a live one)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        os.makedirs(directory, mode=dir_mode, exist_ok=True)
-    remove_stale_socket(path)
 
 
 Register = Callable[[grpc.aio.Server], None]

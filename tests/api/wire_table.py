@@ -8,7 +8,9 @@ Nothing here is read from containerd at run time; the facts were copied once fro
   its own ``api/`` directory holds only a README);
 * containerd v1.6.20, ``api/``, for the two pre-1.7 envelope types in ``OPTIONAL_MESSAGES``;
 * ``grpc.health.v1`` and ``google.rpc.Status`` as vendored by containerd v1.7.34
-  (google.golang.org/grpc v1.59.0: Health has exactly Check and Watch).
+  (google.golang.org/grpc v1.59.0: Health has exactly Check and Watch);
+* ttrpc's own envelope (package ``ttrpc``) from github.com/containerd/ttrpc ``request.proto``
+  (v1.2.x, vendored by containerd 1.7; v1.1.1, vendored by 1.6, declares the same fields).
 
 Conventions:
 
@@ -202,6 +204,26 @@ MESSAGES: dict[str, Message] = {
         "code": (1, F.TYPE_INT32, OPTIONAL, None),
         "message": (2, F.TYPE_STRING, OPTIONAL, None),
         "details": (3, F.TYPE_MESSAGE, REPEATED, "google.protobuf.Any"),
+    },
+    # ttrpc's envelope, github.com/containerd/ttrpc request.proto (v1.2.x; v1.1.1's types.go
+    # declares the same fields)
+    "ttrpc.Request": {
+        "service": (1, F.TYPE_STRING, OPTIONAL, None),
+        "method": (2, F.TYPE_STRING, OPTIONAL, None),
+        "payload": (3, F.TYPE_BYTES, OPTIONAL, None),
+        "timeout_nano": (4, F.TYPE_INT64, OPTIONAL, None),
+        "metadata": (5, F.TYPE_MESSAGE, REPEATED, "ttrpc.KeyValue"),
+    },
+    "ttrpc.Response": {
+        "status": (1, F.TYPE_MESSAGE, OPTIONAL, "google.rpc.Status"),
+        "payload": (2, F.TYPE_BYTES, OPTIONAL, None),
+    },
+    "ttrpc.StringList": {
+        "list": (1, F.TYPE_STRING, REPEATED, None),
+    },
+    "ttrpc.KeyValue": {
+        "key": (1, F.TYPE_STRING, OPTIONAL, None),
+        "value": (2, F.TYPE_STRING, OPTIONAL, None),
     },
     # services/content/v1/content.proto
     "containerd.services.content.v1.Info": {
