@@ -1,20 +1,22 @@
 """The connection to a shim: what the task client needs of a ttrpc client.
 
 ``dial`` opens one from the shim's bootstrap parameters with the project's
-ttrpc client (``api.ttrpc.client``).  Shims built on containerd 1.7 may ask
+ttrpc client (``api.ttrpc.client``); an address without ``unix://`` is an
+abstract socket, as containerd's shim dialer reads it.  Shims built on containerd 1.7 may ask
 for gRPC instead (``"protocol": "grpc"``); berthd does not speak that to
 shims yet and says so (NotImplemented).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from typing import Protocol, TypeVar
 
 from google.protobuf import message
 
 from api import errdefs
+from api.ttrpc.address import shim_address_to_path
+from api.ttrpc.client import Client
 from services.tasks.command import BootstrapParams
 
 __all__ = ["Connection", "dial"]
@@ -57,7 +59,5 @@ async def dial(params: BootstrapParams) -> Connection:
     """
     if params.protocol != "ttrpc":
         raise errdefs.NotImplemented(f"unexpected shim protocol: {params.protocol!r}")
-    # Imported by name until the ttrpc client lands on this branch.
-    ttrpc = importlib.import_module("api.ttrpc.client")
-    client: Connection = await ttrpc.Client.connect(ttrpc.address_to_path(params.address))
+    client: Connection = await Client.connect(shim_address_to_path(params.address))
     return client

@@ -186,8 +186,10 @@ class Runtime(Protocol):
     async def delete(self, namespace: str, id: str) -> Exit:
         """Shim Delete, Shutdown, bundle removal; the task is gone afterwards.
 
-        NotFound when there is no such task; FailedPrecondition (the task
-        is still running) leaves it in place.
+        NotFound when there is no such task.  When the shim refuses (the
+        runc shim answers Unknown "cannot delete a running process") the
+        error is raised and the task stays.  A task whose shim died returns
+        the exit its cleanup recorded.
         """
         ...
 
