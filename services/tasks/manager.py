@@ -24,6 +24,7 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from api import errdefs
 from api.containerd.events import task_pb2 as events
@@ -32,7 +33,8 @@ from services.tasks import bundle as bundles
 from services.tasks.binary import RuntimeResolver
 from services.tasks.command import BootstrapParams, ShimBinary
 from services.tasks.connection import Connection, dial
-from services.tasks.shim import ShimTask
+from services.tasks.runtime import Process, Runtime, Task
+from services.tasks.shim import ShimProcess, ShimTask
 from services.tasks.shimlog import ShimLog
 from services.tasks.types import CreateOpts, Exit
 
@@ -377,3 +379,9 @@ def _write_start_files(b: bundles.Bundle, params: BootstrapParams, runtime: str)
     # address lets it reconnect (the runc shim writes the same itself).
     bundles.write_file_atomic(b.file(bundles.SHIM_BINARY_FILE), runtime.encode(), 0o600)
     bundles.write_file_atomic(b.file(bundles.ADDRESS_FILE), params.encode(), 0o644)
+
+
+if TYPE_CHECKING:
+    # mypy proves the classes satisfy the contracts the Tasks service codes against.
+    def _contracts(m: ShimManager, t: ShimTask, p: ShimProcess) -> tuple[Runtime, Task, Process]:
+        return m, t, p

@@ -14,7 +14,7 @@ is deleted; calls that need the shim raise NotFound.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from services.tasks.types import (
@@ -179,7 +179,7 @@ class Runtime(Protocol):
         """NotFound when there is no such task."""
         ...
 
-    def list(self, namespace: str | None = None) -> list[Task]:
+    def list(self, namespace: str | None = None) -> Sequence[Task]:
         """Tasks of ``namespace`` (every namespace when None)."""
         ...
 
