@@ -31,7 +31,7 @@ from api.types import Mount
 from tests.support import is_root
 
 SHIM = "containerd-shim-runc-v2"
-APPLETS = ("sh", "echo", "sleep", "cat", "true", "false")
+APPLETS = ("sh", "echo", "sleep", "cat", "true", "false", "stty")
 
 _CAPS = [
     "CAP_CHOWN",
