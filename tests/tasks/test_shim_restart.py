@@ -12,15 +12,23 @@ import pytest
 
 from api import errdefs
 from api.containerd.events import task_pb2 as events
-from services.tasks import Status
+from services.tasks import AnyValue, ExecOpts, Status
 from services.tasks import bundle as bundles
 from services.tasks.shimlog import ShimLog
 from tests.tasks.conftest import ShimEnv
-from tests.tasks.support import alive, eventually, mounts_under, oci_spec, shim_pids
+from tests.tasks.support import (
+    alive,
+    eventually,
+    mounts_under,
+    oci_spec,
+    process_spec,
+    shim_pids,
+)
 
 pytestmark = [pytest.mark.root, pytest.mark.runc]
 
 KILLED = 128 + signal.SIGKILL
+PROCESS_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
 
 
 def assert_no_leftovers(env: ShimEnv, id: str) -> None:
@@ -67,12 +75,18 @@ async def test_shim_killed_under_the_manager(shim_env: ShimEnv) -> None:
     await task.start()
     init_pid = task.pid
     shim_pid = (await task.connect()).shim_pid
+    spec = AnyValue(PROCESS_URL, process_spec(["sleep", "1000"]))
+    proc = await task.exec("side", ExecOpts(spec=spec))
+    await proc.start()
     pending = asyncio.ensure_future(task.wait())
+    pending_exec = asyncio.ensure_future(proc.wait())
     await asyncio.sleep(0.1)
 
     os.kill(shim_pid, signal.SIGKILL)
-    # The pending Wait ends with what the cleanup found: the shim's delete
-    # command killed the container (128 + SIGKILL).
+    # The pending Waits end: the exec's with NotFound, the task's with what
+    # the cleanup found (the shim's delete command killed the container).
+    with pytest.raises(errdefs.NotFound):
+        await pending_exec
     exit = await pending
     assert exit.status == KILLED
     state = await task.state()
