@@ -31,7 +31,7 @@ from api.containerd.events import task_pb2 as events
 from api.types import Publisher
 from services.tasks import bundle as bundles
 from services.tasks.binary import RuntimeResolver
-from services.tasks.command import BootstrapParams, ShimBinary
+from services.tasks.command import ShimBinary, parse_start_response
 from services.tasks.connection import Connection, dial
 from services.tasks.runtime import Process, Runtime, Task
 from services.tasks.shim import ShimProcess, ShimTask
@@ -217,6 +217,15 @@ class ShimManager:
                 shim_log.open()
             except OSError as e:
                 raise errdefs.Unknown(f"failed to start shim: open shim log pipe: {e}") from None
+            # Written before the shim exists: a daemon that dies while the shim
+            # starts still finds (and cleans up) the shim at the next load.
+            await asyncio.to_thread(
+                bundles.write_file_atomic,
+                b.file(bundles.SHIM_BINARY_FILE),
+                binary.path.encode(),
+                0o600,
+            )
+            started = True  # from here on a shim may exist
             try:
                 async with asyncio.timeout(self.timeouts.start):
                     params = await binary.start(b, opts.options)
@@ -226,8 +235,11 @@ class ShimManager:
                 ) from None
             except errdefs.ErrdefsError as e:
                 raise type(e)(f"failed to start shim: start failed: {e.message}") from None
-            started = True
-            await asyncio.to_thread(_write_start_files, b, params, binary.path)
+            # The address lets a restarted daemon reconnect (the runc shim
+            # writes the same itself; other shims may not).
+            await asyncio.to_thread(
+                bundles.write_file_atomic, b.file(bundles.ADDRESS_FILE), params.encode(), 0o644
+            )
             try:
                 async with asyncio.timeout(self.timeouts.connect):
                     conn = await self.dial(params)
@@ -261,9 +273,29 @@ class ShimManager:
             await self.stop_shim(task, shim_log, binary)
             return
         if started:
+            await self._shutdown_by_address(b)
             await self.run_delete_command(binary, b)
         shim_log.close()
         await self.remove_bundle(b)
+
+    async def _shutdown_by_address(self, b: bundles.Bundle) -> None:
+        """Ask a shim we never got to talk to (start timed out, dial failed) to exit.
+
+        The runc shim writes its address before it prints it; without one
+        there is nothing to reach and the shim, if any, is left alone.
+        """
+        try:
+            raw = await asyncio.to_thread(_read_file, b.file(bundles.ADDRESS_FILE))
+            async with asyncio.timeout(self.timeouts.shutdown):
+                conn = await self.dial(parse_start_response(raw))
+                task = ShimTask(b, conn, "")
+                task.detach()
+                try:
+                    await task.shutdown(now=True)
+                finally:
+                    await task.close()
+        except (OSError, TimeoutError, errdefs.ErrdefsError) as e:
+            log.info("no shim to shut down for %s/%s: %s", b.namespace, b.id, e)
 
     def get(self, namespace: str, id: str) -> ShimTask:
         try:
@@ -374,11 +406,9 @@ class ShimManager:
                 log.error("publish %s for %s/%s: %s", topic, task.namespace, task.id, e)
 
 
-def _write_start_files(b: bundles.Bundle, params: BootstrapParams, runtime: str) -> None:
-    # shim-binary-path lets a restarted daemon find the binary again;
-    # address lets it reconnect (the runc shim writes the same itself).
-    bundles.write_file_atomic(b.file(bundles.SHIM_BINARY_FILE), runtime.encode(), 0o600)
-    bundles.write_file_atomic(b.file(bundles.ADDRESS_FILE), params.encode(), 0o644)
+def _read_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 if TYPE_CHECKING:

@@ -12,6 +12,8 @@ import pytest
 from api import errdefs
 from api.types import Mount
 from services.tasks import AnyValue, ExecOpts, Status
+from services.tasks.command import BootstrapParams
+from services.tasks.connection import Connection
 from tests.tasks.conftest import ShimEnv
 from tests.tasks.support import alive, eventually, mounts_under, process_spec, shim_pids
 
@@ -151,3 +153,25 @@ async def test_failed_create_undoes_everything(shim_env: ShimEnv) -> None:
     assert (await task.wait()).status == 0
     await m.delete(env.namespace, "broken")
     assert_no_leftovers(env, "broken")
+
+
+async def test_failed_dial_shuts_the_new_shim_down(shim_env: ShimEnv) -> None:
+    # Fault injection: the shim starts for real, the first connection to it fails.
+    env = shim_env
+    m = env.manager()
+    real_dial = m.dial
+    calls = []
+
+    async def failing_once(params: BootstrapParams) -> Connection:
+        calls.append(params.address)
+        if len(calls) == 1:
+            raise errdefs.Unavailable(f"injected failure dialing {params.address}")
+        return await real_dial(params)
+
+    m.dial = failing_once
+    with pytest.raises(errdefs.Unavailable, match="failed to start shim: injected failure"):
+        await m.create(env.namespace, "nodial", env.opts("nodial", "true"))
+    # The undo reached the shim on a second connection and asked it to exit.
+    assert len(calls) == 2
+    await eventually(lambda: shim_pids(env.grpc_address) == [], "the shim exits")
+    assert_no_leftovers(env, "nodial")
