@@ -3,6 +3,7 @@
     berthd [--config FILE] [--address SOCK] [--root DIR] [--state DIR] [--log-level L]
     berthd config default     a working config (the embedded default)
     berthd config dump        the effective config, after imports and flags
+    berthd --address SOCK publish --topic T --namespace NS   (event on stdin)
 
 Without ``--config``, /etc/berthd/config.toml is read when it exists;
 otherwise the embedded default runs the content, snapshotter and diff
@@ -27,6 +28,7 @@ from daemon.config import Config, Overrides
 from daemon.registry import RegistrationError, RequiredPluginError
 from daemon.server import Daemon, builtin_registrations, plugin_configs
 from services.harness import logs
+from services.tasks.publish import publish_from_stdin
 
 PROG = "berthd"
 log = logging.getLogger(__name__)
@@ -85,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub = config_commands.add_parser(name, help=text)
         _add_options(sub, suppress=True)
+    # What shims run through -publish-binary, as ``containerd publish``: the
+    # event (a serialized google.protobuf.Any) on stdin, sent to the daemon.
+    pub = commands.add_parser("publish", help="publish an event read from stdin to the daemon")
+    pub.add_argument("--topic", required=True, help="event topic, e.g. /tasks/exit")
+    pub.add_argument("--namespace", required=True, help="namespace the event belongs to")
+    _add_options(pub, suppress=True)
     return parser
 
 
@@ -138,6 +146,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "config":
             _config_command(args)
+            return 0
+        if args.command == "publish":
+            address = args.address or os.path.join(configuration.DEFAULT_STATE, "berthd.sock")
+            asyncio.run(
+                publish_from_stdin(address, args.topic, args.namespace, sys.stdin.buffer.read())
+            )
             return 0
         cfg = load_config(args)
         level = args.log_level or cfg.debug.level or "info"

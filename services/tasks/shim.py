@@ -68,6 +68,10 @@ def _time(ts: timestamp_pb2.Timestamp) -> datetime:
     return ts.ToDatetime(tzinfo=UTC)
 
 
+# How long State waits for a dead shim's cleanup to record the exit.
+DEAD_STATE_WAIT = 10.0
+
+
 class ShimTask:
     """The task of one shim; implements :class:`services.tasks.runtime.Task`."""
 
@@ -229,6 +233,12 @@ class ShimTask:
         return resp.pid
 
     async def state(self) -> State:
+        if self._exit is None and self.gone and not self._closing:
+            # The shim just died: its cleanup is recording the exit; answer
+            # with that rather than "not found" in between.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(DEAD_STATE_WAIT):
+                    await self._dead.wait()
         if self._exit is not None:
             return State(
                 id=self.id,

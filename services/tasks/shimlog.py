@@ -13,11 +13,14 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import stat
 
 __all__ = ["ShimLog"]
 
 log = logging.getLogger("services.tasks.shim")
+
+_SERIOUS = re.compile(rb"level=(warn|warning|error|fatal|panic)\b")
 
 _MAX_LINE = 64 * 1024
 
@@ -60,7 +63,11 @@ class ShimLog:
             self._pending = b""
         for line in lines:
             if line.strip():
-                log.info(
+                # Shims log at info for routine start-up; their warnings and
+                # errors are what an operator needs to see.
+                level = logging.WARNING if _SERIOUS.search(line) else logging.DEBUG
+                log.log(
+                    level,
                     "shim %s/%s: %s",
                     self._namespace,
                     self._id,
