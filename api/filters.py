@@ -36,9 +36,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
+import threading
 import time
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol, TypeAlias, TypeVar
 
@@ -601,6 +604,8 @@ T = TypeVar("T")
 # a worker thread.
 _LOOP_SLICE = 0.002
 _THREAD_SLICE = 0.02
+# Niceness of the matching threads (Linux sets it per thread).
+_THREAD_NICE = 10
 
 
 async def select(flt: Filter, items: Sequence[T], adapt: Callable[[T], Adaptor]) -> list[T]:
@@ -616,16 +621,30 @@ async def select(flt: Filter, items: Sequence[T], adapt: Callable[[T], Adaptor])
     out: list[T] = []
     start = 0
     if uses_regexp(flt):
-        while start < len(items):
-            start = await asyncio.to_thread(
-                _select_slice, flt, items, adapt, start, out, _THREAD_SLICE
-            )
+        # A thread of its own, at a lower CPU priority than the event loop's:
+        # a long list matched on a 2-core machine must not take the loop's core.
+        loop = asyncio.get_running_loop()
+        pool = ThreadPoolExecutor(1, thread_name_prefix="filter", initializer=_lower_priority)
+        try:
+            while start < len(items):
+                start = await loop.run_in_executor(
+                    pool, _select_slice, flt, items, adapt, start, out, _THREAD_SLICE
+                )
+        finally:
+            pool.shutdown(wait=False)  # a cancelled call leaves after the current slice
         return out
     while True:
         start = _select_slice(flt, items, adapt, start, out, _LOOP_SLICE)
         if start >= len(items):
             return out
         await asyncio.sleep(0)
+
+
+def _lower_priority() -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _THREAD_NICE)
+    except (AttributeError, OSError) as exc:  # not Linux, or not allowed
+        log.debug("filters: cannot lower the matching thread's priority: %s", exc)
 
 
 def _select_slice(

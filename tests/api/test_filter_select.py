@@ -8,6 +8,7 @@ where it runs; tests/bench/bench_filters.py measures the delays.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Sequence
 
@@ -96,9 +97,11 @@ async def test_select_keeps_order_and_agrees_with_match() -> None:
     assert await select(parse(HOSTILE), [], adapt_pair) == []
 
 
-def tracking(threads: set[int]) -> Adaptor:
+def tracking(threads: set[int], nice: set[int] | None = None) -> Adaptor:
     def field(fieldpath: Sequence[str]) -> tuple[str, bool]:
         threads.add(threading.get_ident())
+        if nice is not None:
+            nice.add(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
         return "a" * 40, True
 
     return AdaptorFunc(field)
@@ -107,9 +110,12 @@ def tracking(threads: set[int]) -> Adaptor:
 async def test_regexp_filters_match_off_the_loop_thread() -> None:
     loop_thread = threading.get_ident()
     threads: set[int] = set()
-    matched = await select(parse("v~=(a+)+$"), range(20), lambda _: tracking(threads))
+    nice: set[int] = set()
+    matched = await select(parse("v~=(a+)+$"), range(20), lambda _: tracking(threads, nice))
     assert matched == list(range(20))
     assert threads and loop_thread not in threads
+    # Below the loop's priority (Linux sets niceness per thread).
+    assert nice == {filters._THREAD_NICE}
 
     threads.clear()
     matched = await select(parse("v==x"), range(20), lambda _: tracking(threads))
@@ -137,23 +143,22 @@ async def test_plain_filters_yield_to_the_loop(monkeypatch: pytest.MonkeyPatch) 
 
 
 async def test_regexp_select_runs_in_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With no time per slice, every item is one trip to the matching thread,
+    # so a cancelled call stops after the item in hand.
     monkeypatch.setattr(filters, "_THREAD_SLICE", 0.0)
-    trips: list[int] = []
-    real_to_thread = asyncio.to_thread
+    trips: list[tuple[int, str]] = []
+    real_slice = filters._select_slice
 
-    async def counting_to_thread(fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
-        trips.append(args[3])  # the start index of the slice
-        return await real_to_thread(fn, *args, **kwargs)
+    def counting_slice(*args):  # type: ignore[no-untyped-def]
+        trips.append((args[3], threading.current_thread().name))
+        return real_slice(*args)
 
-    monkeypatch.setattr(filters.asyncio, "to_thread", counting_to_thread)
+    monkeypatch.setattr(filters, "_select_slice", counting_slice)
     items = leases(6)
-    assert await select(parse(HOSTILE), items, adapt_pair) == [
-        items[1],
-        items[2],
-        items[4],
-        items[5],
-    ]
-    assert trips == [0, 1, 2, 3, 4, 5]
+    matched = await select(parse(HOSTILE), items, adapt_pair)
+    assert matched == [items[1], items[2], items[4], items[5]]
+    assert [start for start, _ in trips] == [0, 1, 2, 3, 4, 5]
+    assert all(name.startswith("filter") for _, name in trips)
 
 
 async def test_parse_all_async_agrees_with_parse_all() -> None:
