@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from api import namespaces
 from api.containerd.services.leases.v1 import leases_pb2, leases_pb2_grpc
 from api.containerd.services.version.v1 import version_pb2_grpc
-from tests.daemon.berthd import Berthd, embedded_toml
+from tests.support.berthd import Berthd, embedded_toml
 from tests.support import short_tmpdir
 
 NS = "bench"
