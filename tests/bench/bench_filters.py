@@ -43,8 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from api import namespaces
 from api.containerd.services.leases.v1 import leases_pb2, leases_pb2_grpc
 from api.containerd.services.version.v1 import version_pb2_grpc
-from tests.support.berthd import Berthd, embedded_toml
 from tests.support import short_tmpdir
+from tests.support.berthd import Berthd, embedded_toml
 
 NS = "bench"
 VALUE = "a" * 4094 + "!"  # key "a" + value = 4096 bytes, containerd's label limit
