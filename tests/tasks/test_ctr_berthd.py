@@ -290,3 +290,102 @@ def test_running_container_survives_a_daemon_restart(how: int) -> None:
             if b.proc is not None:
                 b.ctr("task", "rm", "-f", "t-live", check=False)
             b.__exit__(None, None, None)
+
+
+def _criu_problem() -> str | None:
+    """criu's own reason it cannot run here, or None when ``criu check`` passes."""
+    if subprocess.run(["which", "criu"], capture_output=True).returncode != 0:
+        return "criu is not installed"
+    out = subprocess.run(["criu", "check"], capture_output=True, text=True, timeout=60)
+    if out.returncode == 0:
+        return None
+    lines = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.strip()]
+    return "criu check: " + " / ".join(lines[-3:])
+
+
+def test_checkpoint_and_restore(berthd: tuple[Berthd, str]) -> None:
+    b, _ = berthd
+    problem = _criu_problem()
+    b.ctr("run", "-d", IMAGE, "t-cp", "sh", "-c", "i=0; while true; do i=$((i+1)); sleep 1; done")
+    try:
+        out = b.ctr("containers", "checkpoint", "--task", "t-cp", "berth-cp/t-cp:1", check=False)
+        if problem is not None:
+            # The RPC answers the shim's (criu's) failure, never a fake success,
+            # and the task keeps running.
+            assert out.returncode != 0
+            assert "criu" in out.stderr, out.stderr
+            assert task_status(b, "t-cp") == "RUNNING"
+            pytest.skip(problem)
+        assert out.returncode == 0, out.stderr
+        # The checkpoint is in the content store, under the image the client made.
+        assert "berth-cp/t-cp:1" in b.ctr("images", "ls", "-q").stdout
+        b.ctr("task", "kill", "-s", "SIGKILL", "t-cp")
+        wait_until(lambda: task_status(b, "t-cp") == "STOPPED", what="stopped")
+        b.ctr("task", "rm", "t-cp")
+        b.ctr("containers", "rm", "t-cp")
+        b.ctr("containers", "restore", "--live", "t-cp", "berth-cp/t-cp:1")
+        wait_until(lambda: task_status(b, "t-cp") == "RUNNING", what="restored")
+    finally:
+        b.ctr("task", "kill", "-s", "SIGKILL", "t-cp", check=False)
+        wait_until(lambda: task_status(b, "t-cp") in ("STOPPED", None), what="stopped")
+        b.ctr("task", "rm", "t-cp", check=False)
+        b.ctr("containers", "rm", "t-cp", check=False)
+        b.ctr("images", "rm", "berth-cp/t-cp:1", check=False)
+
+
+def test_daemon_killed_mid_create_leaves_nothing_a_restart_cannot_clean() -> None:
+    need_root()
+    need_binary("ctr", "runc", "containerd-shim-runc-v2")
+    need_embedded_plugins()
+    with short_tmpdir("bk") as d:
+        b = Berthd(d, embedded_toml(d))
+        try:
+            b.start()
+            b.ctr("images", "import", str(build_image_tar(d / "img.tar", IMAGE)))
+            bundle = b.state / "io.containerd.runtime.v2.task" / "default" / "t-mid"
+            argv = ["ctr", "--address", b.address, "run", "-d", IMAGE, "t-mid", "sleep", "300"]
+            run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not bundle.exists():
+                time.sleep(0.002)
+            assert bundle.exists(), "the create never started"
+            b.kill9()
+            run.communicate(timeout=30)
+            b.start()
+            # Whatever the kill interrupted, the task is either there (and can be
+            # stopped and removed) or gone; the container can then be removed.
+            if task_status(b, "t-mid") is not None:
+                b.ctr("task", "kill", "-s", "SIGKILL", "t-mid", check=False)
+                wait_until(lambda: task_status(b, "t-mid") in ("STOPPED", None), what="stopped")
+                b.ctr("task", "rm", "-f", "t-mid", check=False)
+            assert task_status(b, "t-mid") is None
+            b.ctr("containers", "rm", "t-mid", check=False)
+            assert "t-mid" not in b.ctr("containers", "ls", "-q").stdout.split()
+            wait_until(lambda: shims_of(d) == [], what="no shim left")
+            wait_until(lambda: not bundle.exists(), what="bundle removed")
+            # And the daemon runs containers as before.
+            assert b.ctr("run", "--rm", IMAGE, "t-after", "echo", "ok").stdout == "ok\n"
+        finally:
+            b.__exit__(None, None, None)
+
+
+def test_gc_keeps_what_a_container_uses(berthd: tuple[Berthd, str]) -> None:
+    b, _ = berthd
+    b.ctr("run", "-d", IMAGE, "t-gc", "sleep", "300")
+    try:
+        b.ctr("images", "rm", "--sync", IMAGE)
+        # The image is gone; the container's snapshot (and its parents) stay,
+        # and the container keeps running.
+        snaps = b.ctr("snapshots", "ls").stdout
+        assert "t-gc" in snaps
+        assert task_status(b, "t-gc") == "RUNNING"
+        assert b.ctr("task", "exec", "--exec-id", "g1", "t-gc", "true").returncode == 0
+    finally:
+        b.ctr("task", "kill", "-s", "SIGKILL", "t-gc", check=False)
+        wait_until(lambda: task_status(b, "t-gc") in ("STOPPED", None), what="stopped")
+        b.ctr("task", "rm", "t-gc", check=False)
+        b.ctr("containers", "rm", "t-gc", check=False)
+        tar = build_image_tar(b.workdir / "img-again.tar", IMAGE)
+        b.ctr("images", "import", str(tar))
+    # With the container gone, so is its snapshot.
+    wait_until(lambda: "t-gc" not in b.ctr("snapshots", "ls").stdout, what="snapshot freed")
