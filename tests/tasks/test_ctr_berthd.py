@@ -389,3 +389,34 @@ def test_gc_keeps_what_a_container_uses(berthd: tuple[Berthd, str]) -> None:
         b.ctr("images", "import", str(tar))
     # With the container gone, so is its snapshot.
     wait_until(lambda: "t-gc" not in b.ctr("snapshots", "ls").stdout, what="snapshot freed")
+
+
+def test_exit_while_the_daemon_is_down_reaches_wait() -> None:
+    need_root()
+    need_binary("ctr", "runc", "containerd-shim-runc-v2")
+    need_embedded_plugins()
+    with short_tmpdir("bk") as d:
+        b = Berthd(d, embedded_toml(d))
+        try:
+            b.start()
+            b.ctr("images", "import", str(build_image_tar(d / "img.tar", IMAGE)))
+            b.ctr("run", "-d", IMAGE, "t-gone", "sh", "-c", "sleep 300 & wait; exit 5")
+            pid = int(rows(b.ctr("task", "ls").stdout)[0][1])
+            b.kill9()
+            # The container ends while no daemon runs: only its shim sees it.
+            for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+                os.kill(int(child), signal.SIGKILL)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+                time.sleep(0.05)
+            b.start()
+            with b.channel() as ch:
+                waited = tasks_pb2_grpc.TasksStub(ch).Wait(
+                    tasks_pb2.WaitRequest(container_id="t-gone"), metadata=NS, timeout=30
+                )
+            assert waited.exit_status == 5
+            assert task_status(b, "t-gone") == "STOPPED"
+            b.ctr("task", "rm", "t-gone")
+            b.ctr("containers", "rm", "t-gone")
+        finally:
+            b.__exit__(None, None, None)
