@@ -10,14 +10,22 @@ root), checks it, and lists the snapshots of each by name.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support import need_binary, need_root, short_tmpdir
-from tests.support.berthd import Berthd, embedded_plugin_count, embedded_toml, need_plugin
+from tests.support.berthd import (
+    Berthd,
+    embedded_plugin_count,
+    embedded_toml,
+    need_plugin,
+    wait_until,
+)
 from tests.support.oci import build_image_tar
 
 pytestmark = [pytest.mark.containerd, pytest.mark.root, pytest.mark.overlay]
@@ -122,3 +130,26 @@ def test_the_names_are_separate_stores(daemon: Berthd) -> None:
     b.ctr("snapshots", *NATIVE, "rm", "only-native", namespace=ns)
     unknown = b.ctr("snapshots", "--snapshotter", "btrfs", "ls", namespace=ns, check=False)
     assert "snapshotter not loaded: btrfs: invalid argument" in unknown.stderr
+
+
+def test_both_names_come_back_when_the_process_restarts(daemon: Berthd) -> None:
+    b, ns = daemon, "restart"
+    b.ctr("snapshots", *NATIVE, "prepare", "survives", namespace=ns)
+    b.ctr("snapshots", "prepare", "survives", namespace=ns)
+    old = b.child("berthd-snapshotter")
+    os.kill(old, signal.SIGKILL)
+
+    def mounts(*args: str) -> bool:
+        # Mounts asks the snapshotter itself (listing reads only the daemon's metadata).
+        out = b.ctr("snapshots", *args, "mounts", "/mnt", "survives", namespace=ns, check=False)
+        return out.returncode == 0
+
+    def restarted() -> bool:
+        pids = [pid for pid, cmd in b.children().items() if "berthd-snapshotter" in cmd]
+        return len(pids) == 1 and pids[0] != old
+
+    # The supervisor restarts the one process; both entries reconnect to it.
+    wait_until(restarted, what=f"snapshotter restarted\n{b.output()}")
+    wait_until(lambda: mounts(*NATIVE) and mounts(), what=f"both back\n{b.output()}")
+    b.ctr("snapshots", *NATIVE, "rm", "survives", namespace=ns)
+    b.ctr("snapshots", "rm", "survives", namespace=ns)
