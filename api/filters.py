@@ -21,6 +21,11 @@ path to ``(value, present)``; the ``adapt_*`` helpers build the adaptors
 containerd uses for images, containers, content, snapshots, leases, events and
 plugins.
 
+Regular expressions are matched by RE2 (api.re2), in time linear in the
+value, like Go's. Linear is still not free — a pattern with a large compiled
+program can take 100 ms over a 4 KiB label — so code on the event loop uses
+:func:`parse_all_async` and :func:`select`, which keep such work off the loop.
+
 The behaviour, down to error messages and positions, follows containerd 1.6's
 ``filters`` package (parser.go, scanner.go, quote.go, filter.go) and
 ``metadata/adaptors.go``. Positions count characters where Go counts bytes.
@@ -28,13 +33,17 @@ The behaviour, down to error messages and positions, follows containerd 1.6's
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
-import re
+import os
+import threading
+import time
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol, TypeAlias
+from typing import Protocol, TypeAlias, TypeVar
 
 from api import re2
 from api.errdefs import InvalidArgument
@@ -62,7 +71,10 @@ __all__ = [
     "adapt_task",
     "parse",
     "parse_all",
+    "parse_all_async",
     "quote",
+    "select",
+    "uses_regexp",
 ]
 
 log = logging.getLogger(__name__)
@@ -143,9 +155,14 @@ class Selector:
     operator: Operator
     value: str = ""
     # The compiled ~= pattern, or None if Go would not compile it either.
-    _regexp: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
+    _regexp: re2.Regexp | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        """Compile a ``~=`` pattern.
+
+        Raises re2.RegexpUnsupported (an InvalidArgument) for a pattern Go
+        takes but RE2 cannot run as Go would.
+        """
         object.__setattr__(self, "fieldpath", tuple(self.fieldpath))
         if self.operator is not Operator.MATCHES:
             return
@@ -169,7 +186,7 @@ class Selector:
             case Operator.MATCHES:
                 # Absent fields are matched as "" too, so `labels.x~=/.*/`
                 # is true for every object.
-                return self._regexp is not None and self._regexp.search(value) is not None
+                return self._regexp is not None and self._regexp.match_string(value)
 
 
 # -- parsing -------------------------------------------------------------------
@@ -479,8 +496,11 @@ class _Parser:
             return Selector(tuple(fieldpath), Operator.PRESENT)
         op = self.operator()
         # Alternative quotes (/.../, |...|) are reserved for regular expressions.
-        value = self.value(allow_alt_quotes=op is Operator.MATCHES)
-        return Selector(tuple(fieldpath), op, value)
+        pos, value = self.value(allow_alt_quotes=op is Operator.MATCHES)
+        try:
+            return Selector(tuple(fieldpath), op, value)
+        except re2.RegexpUnsupported as exc:
+            raise self.error(pos, f"unsupported regexp: {exc.message}") from None
 
     def fieldpath(self) -> list[str]:
         fields = [self.field()]
@@ -509,12 +529,12 @@ class _Parser:
             raise self.error(pos, self.scanner.err)
         raise self.error(pos, 'expected an operator ("=="|"!="|"~=")')
 
-    def value(self, *, allow_alt_quotes: bool) -> str:
+    def value(self, *, allow_alt_quotes: bool) -> tuple[int, str]:
         pos, tok, text = self.scanner.scan()
         if tok in (_Tok.VALUE, _Tok.FIELD):
-            return text
+            return pos, text
         if tok is _Tok.QUOTED:
-            return self.unquote(pos, text, allow_alt_quotes=allow_alt_quotes)
+            return pos, self.unquote(pos, text, allow_alt_quotes=allow_alt_quotes)
         if tok is _Tok.ILLEGAL:
             raise self.error(pos, self.scanner.err)
         raise self.error(pos, "expected value or quoted")
@@ -532,7 +552,9 @@ def parse(expr: str) -> Filter:
     """Parse one filter string (selectors joined by ``,``, all of which must match).
 
     The empty string matches everything. Raises FilterSyntaxError (an
-    InvalidArgument) if ``expr`` does not parse.
+    InvalidArgument) if ``expr`` does not parse, or holds a regular expression
+    that Go takes but RE2 cannot run as Go would (api.re2.RegexpUnsupported);
+    one that Go rejects is accepted and never matches, as in containerd.
     """
     if expr == "":
         return ALWAYS
@@ -548,6 +570,103 @@ def parse_all(*exprs: str) -> Filter:
     if not exprs:
         return ALWAYS
     return AnyOf(tuple(parse(expr) for expr in exprs))
+
+
+# Filter strings up to this many characters are parsed on the caller's
+# thread; longer ones cost more than a millisecond of pure Python.
+_INLINE_PARSE = 4096
+
+
+async def parse_all_async(*exprs: str) -> Filter:
+    """:func:`parse_all` for code on the event loop: long input is parsed in a thread.
+
+    (Compiling a regexp holds the GIL either way; api.re2 bounds that to
+    milliseconds.)
+    """
+    if sum(map(len, exprs)) <= _INLINE_PARSE:
+        return parse_all(*exprs)
+    return await asyncio.to_thread(parse_all, *exprs)
+
+
+def uses_regexp(flt: Filter) -> bool:
+    """Whether matching ``flt`` may run a regular expression (filters of
+    unknown types are assumed to)."""
+    if isinstance(flt, Selector):
+        return flt.operator is Operator.MATCHES
+    if isinstance(flt, AnyOf | AllOf):
+        return any(uses_regexp(f) for f in flt.filters)
+    return flt is not ALWAYS
+
+
+T = TypeVar("T")
+
+# Seconds of matching between two yields to the event loop, and per trip to
+# a worker thread.
+_LOOP_SLICE = 0.002
+_THREAD_SLICE = 0.02
+# Niceness of the matching threads (Linux sets it per thread).
+_THREAD_NICE = 10
+
+
+async def select(flt: Filter, items: Sequence[T], adapt: Callable[[T], Adaptor]) -> list[T]:
+    """The ``items`` that ``flt`` matches, in order, without holding the event loop.
+
+    Plain selectors are cheap: they run on the loop, which gets control back
+    every couple of milliseconds. Regular expressions run in worker threads
+    (RE2 releases the GIL while it matches), a slice of items at a time so
+    that a cancelled call stops within one slice.
+    """
+    if flt is ALWAYS:
+        return list(items)
+    out: list[T] = []
+    start = 0
+    if uses_regexp(flt):
+        # A thread of its own, at a lower CPU priority than the event loop's:
+        # a long list matched on a 2-core machine must not take the loop's core.
+        loop = asyncio.get_running_loop()
+        pool = ThreadPoolExecutor(1, thread_name_prefix="filter", initializer=_lower_priority)
+        try:
+            while start < len(items):
+                start = await loop.run_in_executor(
+                    pool, _select_slice, flt, items, adapt, start, out, _THREAD_SLICE
+                )
+        finally:
+            pool.shutdown(wait=False)  # a cancelled call leaves after the current slice
+        return out
+    while True:
+        start = _select_slice(flt, items, adapt, start, out, _LOOP_SLICE)
+        if start >= len(items):
+            return out
+        await asyncio.sleep(0)
+
+
+def _lower_priority() -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _THREAD_NICE)
+    except (AttributeError, OSError) as exc:  # not Linux, or not allowed
+        log.debug("filters: cannot lower the matching thread's priority: %s", exc)
+
+
+def _select_slice(
+    flt: Filter,
+    items: Sequence[T],
+    adapt: Callable[[T], Adaptor],
+    start: int,
+    out: list[T],
+    seconds: float,
+) -> int:
+    """Match items from ``start`` for about ``seconds``; return where to go on."""
+    deadline = time.monotonic() + seconds
+    end = len(items)
+    i = start
+    while i < end:
+        item = items[i]
+        i += 1
+        if flt.match(adapt(item)):
+            out.append(item)
+        if time.monotonic() >= deadline:
+            break
+    return i
 
 
 # -- adaptors ------------------------------------------------------------------

@@ -1,40 +1,109 @@
-"""Go regular expressions (RE2 syntax) evaluated with Python's ``re``.
+"""Go regular expressions (``regexp``, RE2 syntax) matched by Google's RE2.
 
-containerd compiles the value of a ``~=`` filter selector with Go's ``regexp``
-package. Python's ``re`` reads most such patterns the same way, but not all:
-``$`` also matches before a trailing newline, ``\\d``/``\\w``/``\\s``/``\\b`` are
-Unicode-aware, ``{,n}`` is a repeat rather than literal text, ``[[:alpha:]]``
-is a nested set, ``\\z``, ``\\pL``, ``\\Q...\\E`` and ``\\x{...}`` are unknown, a
-mid-pattern ``(?i)`` is an error, and backreferences and lookarounds — which
-RE2 rejects — are accepted.
+containerd compiles the value of a ``~=`` filter selector with Go's
+``regexp``: RE2 syntax, Perl flags, matching in time linear in the text.
+Here the matching is done by the C++ RE2 engine (``google-re2``), which
+implements the same language with the same meaning (``$`` is the end of the
+text, ``\\d``/``\\s``/``\\w``/``\\b`` are ASCII, ``.`` excludes newline, POSIX
+and Unicode classes, ``(?imsU)`` flags, simple case folding, ``\\Q...\\E``,
+``\\x{...}``) — but not exactly the same set of patterns, so a pattern is
+first checked against Go 1.19's grammar (the Go that builds containerd
+1.6.20; ``regexp/syntax`` with Perl flags), and only then handed to RE2
+unchanged:
 
-So the pattern is parsed with Go's grammar (Go 1.19 ``regexp/syntax``, Perl
-flags) and re-emitted using only Python constructs whose meaning does not
-depend on Python's own flags. Patterns Go rejects raise :class:`RegexpError`.
+* what Go rejects raises :class:`RegexpError` with Go's message, including
+  what RE2 would take: ``\\C``, ``(?<name>re)``, capture names that are not
+  ASCII word characters, Unicode classes Go 1.19 does not know;
+* what Go takes but this engine cannot run with Go's meaning raises
+  :class:`RegexpUnsupported`, an InvalidArgument: RE2 refusing the pattern
+  (its compiled program is limited to :data:`MAX_MEM` bytes, where Go allows
+  about 3.3 million instructions), or a pattern longer than
+  :data:`MAX_PATTERN` bytes or expanding past :data:`MAX_SIZE` nodes (both
+  bound the time compiling can take: RE2 compiles holding the GIL).
 
-Known gaps: Unicode *scripts* (``\\p{Greek}``) are not available in Python's
-``unicodedata`` and raise :class:`RegexpError`; case folding follows Python's
-tables rather than Go's (they differ only for a handful of code points); and
-matching runs on Python's backtracking engine, not in linear time.
+Text is matched as Go's ``MatchString`` sees a string: by runes, each byte
+that is not part of valid UTF-8 reading as U+FFFD. A Python string carries
+such bytes as lone surrogates (the ``surrogateescape`` convention api.filters
+uses); they are turned into U+FFFD before RE2 sees them, since RE2 would match
+nothing at all there.
+
+Known gap: Unicode classes and case folding follow RE2's Unicode tables
+(newer than Go 1.19's Unicode 13.0), so they differ for code points assigned
+since.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-import unicodedata
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["RegexpError", "compile", "translate"]
+import re2 as _engine
+
+from api.errdefs import InvalidArgument
+
+__all__ = ["MAX_MEM", "MAX_PATTERN", "MAX_SIZE", "Regexp", "RegexpError", "RegexpUnsupported"]
+__all__ += ["compile", "validate"]
+
+MAX_MEM = 2 << 20
+"""RE2's memory budget per pattern (program and DFA caches); the library's default is 8 MiB.
+Compiling time grows with it: about 8 ms to reach (or exceed) this budget."""
+MAX_PATTERN = 64 << 10
+"""Longest pattern accepted, in UTF-8 bytes."""
+MAX_SIZE = 200_000
+"""Most nodes a pattern may expand to (repetitions counted out), checked before RE2 sees it."""
 
 _MAX_RUNE = 0x10FFFF
 _MAX_REPEAT = 1000
+# Go's maxHeight bounds the height of its parse tree. Only capturing groups
+# are counted here (non-capturing ones add no node); concatenations and
+# repetitions also add height in Go, so patterns that are nested 1000 deep
+# through those are taken here and left to RE2.
+_MAX_DEPTH = 1000
 
-Ranges = list[tuple[int, int]]
+
+def _names(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_PERL_CLASSES = frozenset("dswDSW")
+_POSIX_CLASSES = _names(
+    "alnum alpha ascii blank cntrl digit graph lower print punct space upper word xdigit"
+)
+# Go 1.19's unicode.Categories and unicode.Scripts (Unicode 13.0), plus "Any".
+_UNICODE_CLASSES = _names(
+    "C Cc Cf Co Cs L Ll Lm Lo Lt Lu M Mc Me Mn N Nd Nl No P Pc Pd Pe Pf Pi Po Ps S Sc Sk Sm So"
+    " Z Zl Zp Zs Any"
+    " Adlam Ahom Anatolian_Hieroglyphs Arabic Armenian Avestan Balinese Bamum Bassa_Vah Batak"
+    " Bengali Bhaiksuki Bopomofo Brahmi Braille Buginese Buhid Canadian_Aboriginal Carian"
+    " Caucasian_Albanian Chakma Cham Cherokee Chorasmian Common Coptic Cuneiform Cypriot"
+    " Cyrillic Deseret Devanagari Dives_Akuru Dogra Duployan Egyptian_Hieroglyphs Elbasan"
+    " Elymaic Ethiopic Georgian Glagolitic Gothic Grantha Greek Gujarati Gunjala_Gondi Gurmukhi"
+    " Han Hangul Hanifi_Rohingya Hanunoo Hatran Hebrew Hiragana Imperial_Aramaic Inherited"
+    " Inscriptional_Pahlavi Inscriptional_Parthian Javanese Kaithi Kannada Katakana Kayah_Li"
+    " Kharoshthi Khitan_Small_Script Khmer Khojki Khudawadi Lao Latin Lepcha Limbu Linear_A"
+    " Linear_B Lisu Lycian Lydian Mahajani Makasar Malayalam Mandaic Manichaean Marchen"
+    " Masaram_Gondi Medefaidrin Meetei_Mayek Mende_Kikakui Meroitic_Cursive"
+    " Meroitic_Hieroglyphs Miao Modi Mongolian Mro Multani Myanmar Nabataean Nandinagari"
+    " New_Tai_Lue Newa Nko Nushu Nyiakeng_Puachue_Hmong Ogham Ol_Chiki Old_Hungarian Old_Italic"
+    " Old_North_Arabian Old_Permic Old_Persian Old_Sogdian Old_South_Arabian Old_Turkic Oriya"
+    " Osage Osmanya Pahawh_Hmong Palmyrene Pau_Cin_Hau Phags_Pa Phoenician Psalter_Pahlavi"
+    " Rejang Runic Samaritan Saurashtra Sharada Shavian Siddham SignWriting Sinhala Sogdian"
+    " Sora_Sompeng Soyombo Sundanese Syloti_Nagri Syriac Tagalog Tagbanwa Tai_Le Tai_Tham"
+    " Tai_Viet Takri Tamil Tangut Telugu Thaana Thai Tibetan Tifinagh Tirhuta Ugaritic Vai"
+    " Wancho Warang_Citi Yezidi Yi Zanabazar_Square"
+)
+_HEX = frozenset("0123456789abcdefABCDEF")
+_OCTAL = frozenset("01234567")
+_SIMPLE_ESCAPES = {"a": 7, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11}
+_REPEAT = re.compile(r"\{(0|[1-9][0-9]*)(?:(,)([0-9]*))?\}")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_FOREIGN_SURROGATES = re.compile("[\ud800-\udc7f\udd00-\udfff]")  # not surrogateescape's
 
 
 class RegexpError(ValueError):
-    """The pattern is not a valid Go regular expression (or cannot be translated)."""
+    """Go's ``regexp`` would reject the pattern (``code`` is Go's ErrorCode text)."""
 
     def __init__(self, code: str, expr: str) -> None:
         super().__init__(f"error parsing regexp: {code}: `{expr}`")
@@ -42,228 +111,110 @@ class RegexpError(ValueError):
         self.expr = expr
 
 
-# Character groups, as in Go's regexp/syntax perl_groups.go.
-def _r(*pairs: tuple[str, str]) -> Ranges:
-    return [(ord(lo), ord(hi)) for lo, hi in pairs]
-
-
-_PERL_GROUPS: dict[str, Ranges] = {
-    "d": _r(("0", "9")),
-    "s": _r(("\t", "\n"), ("\f", "\r"), (" ", " ")),
-    "w": _r(("0", "9"), ("A", "Z"), ("_", "_"), ("a", "z")),
-}
-
-_POSIX_GROUPS: dict[str, Ranges] = {
-    "alnum": _r(("0", "9"), ("A", "Z"), ("a", "z")),
-    "alpha": _r(("A", "Z"), ("a", "z")),
-    "ascii": [(0, 0x7F)],
-    "blank": _r(("\t", "\t"), (" ", " ")),
-    "cntrl": [(0, 0x1F), (0x7F, 0x7F)],
-    "digit": _r(("0", "9")),
-    "graph": _r(("!", "~")),
-    "lower": _r(("a", "z")),
-    "print": _r((" ", "~")),
-    "punct": _r(("!", "/"), (":", "@"), ("[", "`"), ("{", "~")),
-    "space": _r(("\t", "\r"), (" ", " ")),
-    "upper": _r(("A", "Z")),
-    "word": _r(("0", "9"), ("A", "Z"), ("_", "_"), ("a", "z")),
-    "xdigit": _r(("0", "9"), ("A", "F"), ("a", "f")),
-}
-
-# Go's unicode.Categories: the two-letter general categories minus Cn, and the
-# one-letter unions (where "C" is Cc|Cf|Co|Cs).
-_CATEGORIES = frozenset(
-    {"Cc", "Cf", "Co", "Cs", "Ll", "Lm", "Lo", "Lt", "Lu", "Mc", "Me", "Mn", "Nd", "Nl", "No"}
-    | {"Pc", "Pd", "Pe", "Pf", "Pi", "Po", "Ps", "Sc", "Sk", "Sm", "So", "Zl", "Zp", "Zs"}
-)
-_CLASS_NAMES = _CATEGORIES | set("CLMNPSZ") | {"Any"}
-
-_WORD = "[0-9A-Za-z_]"
-
-
-def _clean(ranges: Ranges) -> Ranges:
-    out: Ranges = []
-    for lo, hi in sorted(ranges):
-        if out and lo <= out[-1][1] + 1:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return out
-
-
-def _negate(ranges: Ranges) -> Ranges:
-    out: Ranges = []
-    nxt = 0
-    for lo, hi in _clean(ranges):
-        if lo > nxt:
-            out.append((nxt, lo - 1))
-        nxt = hi + 1
-    if nxt <= _MAX_RUNE:
-        out.append((nxt, _MAX_RUNE))
-    return out
-
-
-def _fold_ascii(ranges: Ranges) -> Ranges:
-    """Close an ASCII-only group under Go's simple case folding.
-
-    Go folds k/K with KELVIN SIGN and s/S with LONG S; no other ASCII letter
-    has a non-ASCII partner.
-    """
-    out = list(ranges)
-    for lo, hi in ranges:
-        for cp in range(lo, hi + 1):
-            ch = chr(cp)
-            if ch.isascii() and ch.isalpha():
-                other = ord(ch.swapcase())
-                out.append((other, other))
-                if ch in "kK":
-                    out.append((0x212A, 0x212A))
-                elif ch in "sS":
-                    out.append((0x17F, 0x17F))
-    return _clean(out)
-
-
-@functools.cache
-def _category_table() -> dict[str, Ranges]:
-    table: dict[str, Ranges] = {name: [] for name in _CATEGORIES}
-    for cp in range(_MAX_RUNE + 1):
-        ranges = table.get(unicodedata.category(chr(cp)))
-        if ranges is None:
-            continue
-        if ranges and ranges[-1][1] == cp - 1:
-            ranges[-1] = (ranges[-1][0], cp)
-        else:
-            ranges.append((cp, cp))
-    for major in "CLMNPSZ":
-        table[major] = _clean([r for name in _CATEGORIES if name[0] == major for r in table[name]])
-    table["Any"] = [(0, _MAX_RUNE)]
-    return table
-
-
-def _esc(cp: int) -> str:
-    ch = chr(cp)
-    if ch.isascii() and ch.isalnum():
-        return ch
-    if cp < 0x100:
-        return f"\\x{cp:02x}"
-    if cp < 0x10000:
-        return f"\\u{cp:04x}"
-    return f"\\U{cp:08x}"
-
-
-def _set_body(ranges: Ranges) -> str:
-    return "".join(_esc(lo) if lo == hi else f"{_esc(lo)}-{_esc(hi)}" for lo, hi in ranges)
+class RegexpUnsupported(InvalidArgument):
+    """Go would take the pattern but it cannot be matched here with Go's meaning."""
 
 
 @dataclass
-class _Group:
-    flags: frozenset[str]
-    start: int  # index into the output where the group's "(?:" sits
-    level_weight: int  # the enclosing level's weight, restored on ")"
+class _Level:
+    """One group being parsed (the whole pattern is the outermost)."""
+
+    flags_at_open: frozenset[str]
+    captures: int  # capturing groups this one is nested in, itself included
+    # Counted repetitions nest multiplicatively (Go's repeatIsValid): the
+    # largest product of counts on a path through this group so far.
+    weight: int = 0
+    size: int = 0  # nodes of the finished alternatives and concatenated atoms
 
 
 @dataclass
-class _Translator:
+class _Checker:
+    """Walks a pattern with Go's grammar; raises what Go raises."""
+
     src: str
     i: int = 0
-    out: list[str] = field(default_factory=list)
     flags: frozenset[str] = frozenset()
-    groups: list[_Group] = field(default_factory=list)
-    # The operand a following repetition applies to: where it starts in
-    # ``out`` (None: nothing to repeat, e.g. right after "(" or "|").
-    atom: int | None = None
+    levels: list[_Level] = field(default_factory=list)
+    # The operand a following repetition would apply to (False right after
+    # "(" or "|" or at the start), and whether it is itself a repetition.
+    has_atom: bool = False
     atom_repeated: bool = False
-    # Go rejects stacked repetition operators such as "a**".
-    last_repeat: bool = False
-    # Go limits nested counted repetitions: the product of the counts along
-    # any path may not exceed 1000. Weights track that product.
     atom_weight: int = 0
-    level_weight: int = 0
+    atom_size: int = 0
+    # Go rejects stacked repetition operators such as "a**"; where the
+    # previous one started (None: the last item was not a repetition).
+    last_repeat: int | None = None
+    # What compile needs to know: a \B (see Regexp), a \Q that runs to the end.
+    has_nonboundary: bool = False
+    open_quote: bool = False
 
     def error(self, code: str, expr: str | None = None) -> RegexpError:
         return RegexpError(code, self.src if expr is None else expr)
 
-    # -- emission -----------------------------------------------------------
-
     def flush(self) -> None:
-        self.level_weight = max(self.level_weight, self.atom_weight)
-        self.atom_weight = 0
+        level = self.levels[-1]
+        level.weight = max(level.weight, self.atom_weight)
+        level.size += self.atom_size
+        self.atom_weight = self.atom_size = 0
+        if level.size > MAX_SIZE:
+            raise RegexpUnsupported(f"regexp expands to more than {MAX_SIZE} nodes")
 
-    def push(self, text: str) -> None:
+    def atom(self, size: int = 1) -> None:
         self.flush()
-        self.atom = len(self.out)
+        self.has_atom = True
         self.atom_repeated = False
         self.atom_weight = 1
-        self.out.append(text)
+        self.atom_size = size
 
-    def fold(self, text: str) -> str:
-        return f"(?i:{text})" if "i" in self.flags else text
-
-    def push_literal(self, cp: int) -> None:
-        self.push(self.fold(_esc(cp)))
-
-    def push_class(self, ranges: Ranges, negated: bool) -> None:
-        body = _set_body(_clean(ranges))
-        if not body:
-            self.push("(?s:.)" if negated else "(?!)")
-        else:
-            self.push(self.fold(f"[{'^' if negated else ''}{body}]"))
-
-    # -- parsing ------------------------------------------------------------
-
-    def run(self) -> str:
+    def run(self) -> int:
+        """Check the whole pattern; return its expanded size."""
         src = self.src
+        self.levels.append(_Level(self.flags, 0))
         while self.i < len(src):
             ch = src[self.i]
-            repeat = False
+            repeat = None
             if ch == "(":
                 self.open_group()
             elif ch == "|":
                 self.flush()
-                self.out.append("|")
-                self.atom = None
+                self.has_atom = False
                 self.i += 1
             elif ch == ")":
                 self.close_group()
-            elif ch == "^":
-                self.push("(?:\\A|(?<=\\n))" if "m" in self.flags else "(?:\\A)")
-                self.i += 1
-            elif ch == "$":
-                self.push("(?:\\Z|(?=\\n))" if "m" in self.flags else "(?:\\Z)")
-                self.i += 1
-            elif ch == ".":
-                self.push("(?s:.)" if "s" in self.flags else "[^\\n]")
+            elif ch in "^$.":
+                self.atom()
                 self.i += 1
             elif ch == "[":
                 self.parse_class()
             elif ch in "*+?":
-                self.repeat(ch, 0, 0, self.i + 1)
-                repeat = True
+                repeat = self.i
+                self.repeat(0, 0, self.i + 1)
             elif ch == "{":
                 counted = self.parse_repeat()
                 if counted is None:
-                    self.push_literal(ord("{"))
+                    self.atom()  # a literal "{"
                     self.i += 1
                 else:
                     lo, hi, end = counted
                     if lo < 0 or lo > _MAX_REPEAT or hi > _MAX_REPEAT or 0 <= hi < lo:
                         raise self.error("invalid repeat count", src[self.i : end])
-                    self.repeat("{", lo, hi, end)
-                    repeat = True
+                    repeat = self.i
+                    self.repeat(lo, hi, end)
             elif ch == "\\":
                 self.parse_escape_atom()
             else:
-                self.push_literal(ord(ch))
+                self.atom()
                 self.i += 1
             self.last_repeat = repeat
-        if self.groups:
+        if len(self.levels) > 1:
             raise self.error("missing closing )")
-        return "".join(self.out)
+        self.flush()
+        return self.levels[0].size
 
     def open_group(self) -> None:
         src, i = self.src, self.i
         if not src.startswith("(?", i):
-            self.begin_group(self.flags)
+            self.begin_group(self.flags, capture=True)
             self.i += 1
             return
         if len(src) - i > 4 and src[i + 2 : i + 4] == "P<":
@@ -273,7 +224,7 @@ class _Translator:
             name = src[i + 4 : end]
             if not name or not all(c == "_" or (c.isascii() and c.isalnum()) for c in name):
                 raise self.error("invalid named capture", src[i : end + 1])
-            self.begin_group(self.flags)
+            self.begin_group(self.flags, capture=True)
             self.i = end + 1
             return
         # Flags, optionally opening a non-capturing group: (?i) (?i-s:...).
@@ -285,7 +236,6 @@ class _Translator:
             c = src[j]
             j += 1
             if c in "imsU":
-                # "m" clears Go's OneLine flag; we record multi-line mode.
                 (flags.discard if negate else flags.add)(c)
                 saw_flag = True
             elif c == "-" and not negate:
@@ -304,71 +254,61 @@ class _Translator:
                 break
         raise self.error("invalid or unsupported Perl syntax", src[i:j])
 
-    def begin_group(self, flags: frozenset[str]) -> None:
+    def begin_group(self, flags: frozenset[str], capture: bool = False) -> None:
         self.flush()
-        self.groups.append(_Group(self.flags, len(self.out), self.level_weight))
-        self.out.append("(?:")
+        captures = self.levels[-1].captures + capture
+        if captures >= _MAX_DEPTH:
+            raise self.error("expression nests too deeply")
+        self.levels.append(_Level(self.flags, captures))
         self.flags = flags
-        self.atom = None
-        self.level_weight = 0
+        self.has_atom = False
 
     def close_group(self) -> None:
-        if not self.groups:
+        if len(self.levels) == 1:
             raise self.error("unexpected )")
         self.flush()
-        group = self.groups.pop()
-        self.out.append(")")
-        self.flags = group.flags
-        weight = self.level_weight
-        self.level_weight = group.level_weight
-        self.atom = group.start
+        level = self.levels.pop()
+        self.flags = level.flags_at_open
+        self.has_atom = True
         self.atom_repeated = False
-        self.atom_weight = weight
+        self.atom_weight = level.weight
+        self.atom_size = level.size
         self.i += 1
 
     def parse_repeat(self) -> tuple[int, int, int] | None:
         """Parse ``{n}``, ``{n,}`` or ``{n,m}`` at ``self.i``; None if it is literal text."""
-        m = re.compile(r"\{(0|[1-9][0-9]*)(?:(,)([0-9]*))?\}").match(self.src, self.i)
+        m = _REPEAT.match(self.src, self.i)
         if m is None:
             return None
         lo_text, comma, hi_text = m.groups()
         if hi_text and len(hi_text) > 1 and hi_text[0] == "0":
             return None  # Go's parseInt refuses leading zeros
         lo = int(lo_text)
-        if not comma:
-            hi = lo
-        elif not hi_text:
-            hi = -1
-        else:
-            hi = int(hi_text)
+        hi = lo if not comma else (-1 if not hi_text else int(hi_text))
         # Go gives up on numbers >= 1e8 and reports them as too big.
         if lo >= 10**8 or hi >= 10**8:
             lo = -1
         return lo, hi, m.end()
 
-    def repeat(self, op: str, lo: int, hi: int, end: int) -> None:
-        before = self.i
-        lazy = end < len(self.src) and self.src[end] == "?"
-        if lazy:
+    def repeat(self, lo: int, hi: int, end: int) -> None:
+        """Apply ``*``/``+``/``?`` (lo == hi == 0, a count of 1 here) or ``{lo,hi}``."""
+        before, counted = self.i, self.src[self.i] == "{"
+        if end < len(self.src) and self.src[end] == "?":
             end += 1
-        if self.last_repeat:
-            raise self.error("invalid nested repetition operator", self.src[before:end])
-        if self.atom is None:
+        if self.last_repeat is not None:
+            raise self.error("invalid nested repetition operator", self.src[self.last_repeat : end])
+        if not self.has_atom:
             raise self.error("missing argument to repetition operator", self.src[before:end])
-        if self.atom_repeated:
-            # Only reachable as "a*(?i)*", which Go reads as (a*)*.
-            self.out[self.atom :] = ["(?:" + "".join(self.out[self.atom :]) + ")"]
-        if op == "{":
-            quant = f"{{{lo}}}" if lo == hi else f"{{{lo},{'' if hi < 0 else hi}}}"
+        if counted:
             if hi == 0:
                 self.atom_weight = 0  # x{0} never repeats anything
             else:
                 self.atom_weight *= max(hi if hi > 0 else lo, 1)
             if (lo >= 2 or hi >= 2) and self.atom_weight > _MAX_REPEAT:
                 raise self.error("invalid repeat count", self.src[before:end])
+            self.atom_size = self.atom_size * max(hi, lo, 1) + 1
         else:
-            quant = op
-        self.out.append(quant + ("?" if lazy else ""))
+            self.atom_size += 1
         self.atom_repeated = True
         self.i = end
 
@@ -377,34 +317,24 @@ class _Translator:
     def parse_escape_atom(self) -> None:
         src, i = self.src, self.i
         c = src[i + 1] if i + 1 < len(src) else ""
-        if c == "A":
-            self.push("(?:\\A)")
-        elif c == "z":
-            self.push("(?:\\Z)")
-        elif c == "b":
-            self.push(f"(?:(?<={_WORD})(?!{_WORD})|(?<!{_WORD})(?={_WORD}))")
-        elif c == "B":
-            self.push(f"(?:(?<={_WORD})(?={_WORD})|(?<!{_WORD})(?!{_WORD}))")
-        elif c == "C":
-            raise self.error("invalid escape sequence", src[i : i + 2])
+        if c in ("A", "z", "b", "B") or (c and c in _PERL_CLASSES):
+            self.has_nonboundary |= c == "B"
+            self.atom()
+            self.i = i + 2
         elif c == "Q":
             end = src.find("\\E", i + 2)
             text = src[i + 2 :] if end < 0 else src[i + 2 : end]
-            for ch in text:
-                self.push_literal(ord(ch))
+            for _ in text:
+                self.atom()
+            self.open_quote = end < 0
             self.i = len(src) if end < 0 else end + 2
-            return
         elif c in ("p", "P"):
-            ranges, negated, self.i = self.parse_unicode_class(i)
-            self.push_class(ranges, negated)
-            return
-        elif c in ("d", "s", "w", "D", "S", "W"):
-            self.push_class(_PERL_GROUPS[c.lower()], c.isupper())
+            self.i = self.parse_unicode_class(i)
+            self.atom()
         else:
-            cp, self.i = self.parse_escape(i)
-            self.push_literal(cp)
-            return
-        self.i = i + 2
+            # \C (any byte) is RE2's alone; Go rejects it here.
+            self.i = self.parse_escape(i)[1]
+            self.atom()
 
     def parse_escape(self, i: int) -> tuple[int, int]:
         """Decode a single-character escape at ``i``; return (code point, next index)."""
@@ -415,37 +345,43 @@ class _Translator:
         j = i + 2
         if c.isascii() and not c.isalnum():
             return ord(c), j
-        if c in "01234567" and (c == "0" or (j < len(src) and src[j] in "01234567")):
+        if c in _OCTAL and (c == "0" or (j < len(src) and src[j] in _OCTAL)):
             value = int(c)
             for _ in range(2):
-                if j < len(src) and src[j] in "01234567":
+                if j < len(src) and src[j] in _OCTAL:
                     value = value * 8 + int(src[j])
                     j += 1
             return value, j
         if c == "x" and j < len(src):
             if src[j] == "{":
-                end = src.find("}", j)
-                digits = src[j + 1 : end] if end >= 0 else ""
-                if digits and all(d in "0123456789abcdefABCDEF" for d in digits):
-                    value = int(digits, 16)
-                    if value <= _MAX_RUNE:
-                        return value, end + 1
-                raise self.error(
-                    "invalid escape sequence", src[i : (end + 1 if end >= 0 else None)]
-                )
-            digits = src[j : j + 2]
-            if len(digits) == 2 and all(d in "0123456789abcdefABCDEF" for d in digits):
-                return int(digits, 16), j + 2
+                # Go reads hex digits up to "}", stopping (and quoting up to
+                # there) at a non-digit or once the value passes U+10FFFF.
+                k, value, digits = j + 1, 0, 0
+                while k < len(src):
+                    d = src[k]
+                    k += 1
+                    if d == "}":
+                        if digits:
+                            return value, k
+                        break
+                    if d not in _HEX:
+                        break
+                    value = value * 16 + int(d, 16)
+                    if value > _MAX_RUNE:
+                        break
+                    digits += 1
+                raise self.error("invalid escape sequence", src[i:k])
+            pair = src[j : j + 2]
+            if len(pair) == 2 and all(d in _HEX for d in pair):
+                return int(pair, 16), j + 2
             raise self.error("invalid escape sequence", src[i : j + 2])
-        simple = {"a": 7, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11}
-        if c in simple:
-            return simple[c], j
+        if c in _SIMPLE_ESCAPES:
+            return _SIMPLE_ESCAPES[c], j
         raise self.error("invalid escape sequence", src[i:j])
 
-    def parse_unicode_class(self, i: int) -> tuple[Ranges, bool, int]:
-        """Parse ``\\pN``, ``\\p{Name}``, ``\\P{^Name}``; return (ranges, negated, end)."""
+    def parse_unicode_class(self, i: int) -> int:
+        """Check ``\\pN``, ``\\p{Name}``, ``\\P{^Name}`` at ``i``; return the index past it."""
         src = self.src
-        negated = src[i + 1] == "P"
         if i + 2 >= len(src):
             raise self.error("invalid character class range", src[i:])
         if src[i + 2] != "{":
@@ -455,65 +391,41 @@ class _Translator:
             if close < 0:
                 raise self.error("invalid character class range", src[i:])
             name, end = src[i + 3 : close], close + 1
-        if name.startswith("^"):
-            negated = not negated
-            name = name[1:]
-        ranges = _category_table().get(name) if name in _CLASS_NAMES else None
-        if ranges is None:
-            # Unknown to Go, or a script, which Python's unicodedata lacks.
+        if name.removeprefix("^") not in _UNICODE_CLASSES:
             raise self.error("invalid character class range", src[i:end])
-        return ranges, negated, end
+        return end
 
     # -- bracketed classes ----------------------------------------------------
 
     def parse_class(self) -> None:
         src, start = self.src, self.i
         i = start + 1
-        negated = i < len(src) and src[i] == "^"
-        if negated:
+        if i < len(src) and src[i] == "^":
             i += 1
-        fold = "i" in self.flags
-        ranges: Ranges = []
         first = True
         while i >= len(src) or src[i] != "]" or first:
             first = False
             if src.startswith("[:", i) and len(src) - i > 2:
                 close = src.find(":]", i + 2)
                 if close >= 0:
-                    name = src[i + 2 : close]
-                    group = _POSIX_GROUPS.get(name.removeprefix("^"))
-                    if group is None:
+                    if src[i + 2 : close].removeprefix("^") not in _POSIX_CLASSES:
                         raise self.error("invalid character class range", src[i : close + 2])
-                    ranges += self.group(group, name.startswith("^"), fold)
                     i = close + 2
                     continue
             if src.startswith(("\\p", "\\P"), i):
-                table, neg, i = self.parse_unicode_class(i)
-                ranges += _negate(table) if neg else table
+                i = self.parse_unicode_class(i)
                 continue
-            if i + 1 < len(src) and src[i] == "\\" and src[i + 1] in "dswDSW":
-                c = src[i + 1]
-                ranges += self.group(_PERL_GROUPS[c.lower()], c.isupper(), fold)
+            if i + 1 < len(src) and src[i] == "\\" and src[i + 1] in _PERL_CLASSES:
                 i += 2
                 continue
             range_start = i
             lo, i = self.class_char(i, start)
-            hi = lo
             if i + 1 < len(src) and src[i] == "-" and src[i + 1] != "]":
                 hi, i = self.class_char(i + 1, start)
                 if hi < lo:
                     raise self.error("invalid character class range", src[range_start:i])
-            ranges.append((lo, hi))
         self.i = i + 1
-        self.push_class(ranges, negated)
-
-    @staticmethod
-    def group(group: Ranges, negated: bool, fold: bool) -> Ranges:
-        # A negated group inside a folded class is folded before negation (as
-        # Go does), so that Python folding the class again adds nothing back.
-        if not negated:
-            return group
-        return _negate(_fold_ascii(group) if fold else group)
+        self.atom()
 
     def class_char(self, i: int, start: int) -> tuple[int, int]:
         src = self.src
@@ -524,24 +436,94 @@ class _Translator:
         return ord(src[i]), i + 1
 
 
-def translate(pattern: str) -> str:
-    """Return a Python ``re`` pattern that matches what Go's ``regexp`` matches.
+def validate(pattern: str) -> None:
+    """Check ``pattern`` with Go's grammar and this module's limits, without RE2.
 
-    Raises RegexpError if Go would reject the pattern.
+    Raises RegexpError (Go would reject it) or RegexpUnsupported.
     """
-    if any("\ud800" <= ch <= "\udfff" for ch in pattern):
+    _check(pattern)
+
+
+def _check(pattern: str) -> _Checker:
+    if _SURROGATES.search(pattern):
         raise RegexpError("invalid UTF-8", pattern)
-    return _Translator(pattern).run()
+    if len(pattern) > MAX_PATTERN // 4 and len(pattern.encode()) > MAX_PATTERN:
+        raise RegexpUnsupported(f"regexp longer than {MAX_PATTERN} bytes")
+    checker = _Checker(pattern)
+    checker.run()
+    return checker
+
+
+@dataclass(frozen=True, slots=True)
+class Regexp:
+    """A compiled Go regular expression.
+
+    RE2 searches UTF-8 bytes and may try a match at a position inside a
+    multi-byte character, where Go (reading runes) never looks. Only ``\\B``
+    can hold there (both neighbours are non-word bytes), so a pattern holding
+    it is run anchored behind a rune-wise ``(?s:.*?)`` prefix instead.
+    """
+
+    pattern: str
+    _compiled: Any = field(repr=False, compare=False)
+    _anchored: bool = field(default=False, repr=False, compare=False)
+
+    @property
+    def program_size(self) -> int:
+        """Instructions in RE2's compiled program: what one matched byte can cost, at worst."""
+        return int(self._compiled.programsize)
+
+    def match_string(self, text: str) -> bool:
+        """Whether ``text`` contains a match (Go's ``MatchString``).
+
+        Time is linear in ``len(text)`` (times the program size at worst); RE2
+        releases the GIL while it matches, so callers may run this in a thread.
+        """
+        try:
+            data = text.encode()
+        except UnicodeEncodeError:
+            data = _go_text(text)
+        if self._anchored:
+            return self._compiled.match(data) is not None
+        return self._compiled.search(data) is not None
+
+
+def _go_text(text: str) -> bytes:
+    """UTF-8 for a string holding surrogates, as Go would read its bytes.
+
+    ``\\udc80``-``\\udcff`` stand for raw bytes (surrogateescape): put back
+    together, they may form valid UTF-8 again; each byte that does not reads
+    as U+FFFD, as Go's decoder reads it. Other lone surrogates have no Go
+    counterpart and read as U+FFFD too.
+    """
+    raw = _FOREIGN_SURROGATES.sub("\ufffd", text).encode("utf-8", "surrogateescape")
+    return _SURROGATES.sub("\ufffd", raw.decode("utf-8", "surrogateescape")).encode()
+
+
+def _options() -> Any:
+    options = _engine.Options()
+    options.max_mem = MAX_MEM
+    options.never_capture = True  # only "does it match" is ever asked
+    options.log_errors = False
+    return options
 
 
 @functools.lru_cache(maxsize=512)
-def compile(pattern: str) -> re.Pattern[str]:
-    """Compile a Go regular expression; use ``.search`` for Go's ``MatchString``.
+def compile(pattern: str) -> Regexp:
+    """Compile a Go regular expression (cached: filters repeat).
 
-    Raises RegexpError if Go would reject the pattern or it cannot be translated.
+    Raises RegexpError if Go would reject it, RegexpUnsupported if RE2 cannot run it.
     """
-    translated = translate(pattern)
+    checker = _check(pattern)
+    source = pattern
+    if checker.has_nonboundary:
+        quote_end = "\\E" if checker.open_quote else ""
+        source = f"(?s:.*?)(?:{pattern}{quote_end})"
     try:
-        return re.compile(translated)
-    except (re.error, RecursionError, OverflowError) as exc:
-        raise RegexpError(f"cannot translate ({exc})", pattern) from exc
+        compiled = _engine.compile(source.encode(), _options())
+    except _engine.error as exc:
+        reason = exc.args[0] if exc.args else "refused"
+        if isinstance(reason, bytes):
+            reason = reason.decode(errors="replace")
+        raise RegexpUnsupported(f"RE2 cannot compile the regexp: {reason}") from None
+    return Regexp(pattern, compiled, checker.has_nonboundary)

@@ -3,6 +3,7 @@
     berthd [--config FILE] [--address SOCK] [--root DIR] [--state DIR] [--log-level L]
     berthd config default     a working config (the embedded default)
     berthd config dump        the effective config, after imports and flags
+    berthd --address SOCK publish --topic T --namespace NS   (event on stdin)
 
 Without ``--config``, /etc/berthd/config.toml is read when it exists;
 otherwise the embedded default runs the content, snapshotter and diff
@@ -20,13 +21,14 @@ import os
 import sys
 from collections.abc import Sequence
 
-from api.errdefs import ErrdefsError
 from daemon import config as configuration
 from daemon import embedded
 from daemon.config import Config, Overrides
 from daemon.registry import RegistrationError, RequiredPluginError
 from daemon.server import Daemon, builtin_registrations, plugin_configs
 from services.harness import logs
+from services.harness.cli import report_errors
+from services.tasks.publish import publish_from_stdin
 
 PROG = "berthd"
 log = logging.getLogger(__name__)
@@ -85,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub = config_commands.add_parser(name, help=text)
         _add_options(sub, suppress=True)
+    # What shims run through -publish-binary, as ``containerd publish``: the
+    # event (a serialized google.protobuf.Any) on stdin, sent to the daemon.
+    pub = commands.add_parser("publish", help="publish an event read from stdin to the daemon")
+    pub.add_argument("--topic", required=True, help="event topic, e.g. /tasks/exit")
+    pub.add_argument("--namespace", required=True, help="namespace the event belongs to")
+    _add_options(pub, suppress=True)
     return parser
 
 
@@ -132,33 +140,27 @@ async def _serve(cfg: Config) -> None:
     await Daemon(cfg).serve()
 
 
+def _run(args: argparse.Namespace) -> None:
+    if args.command == "config":
+        _config_command(args)
+        return
+    if args.command == "publish":
+        address = args.address or os.path.join(configuration.DEFAULT_STATE, "berthd.sock")
+        event = sys.stdin.buffer.read()
+        asyncio.run(publish_from_stdin(address, args.topic, args.namespace, event))
+        return
+    cfg = load_config(args)
+    level = args.log_level or cfg.debug.level or "info"
+    logs.configure(level, args.log_format or cfg.debug.format or "text", PROG)
+    asyncio.run(_serve(cfg))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.configure(args.log_level or "info", args.log_format or "text", PROG)
-    try:
-        if args.command == "config":
-            _config_command(args)
-            return 0
-        cfg = load_config(args)
-        level = args.log_level or cfg.debug.level or "info"
-        logs.configure(level, args.log_format or cfg.debug.format or "text", PROG)
-        asyncio.run(_serve(cfg))
-    except KeyboardInterrupt:
-        return 130
-    except (ErrdefsError, OSError, ValueError, RegistrationError, RequiredPluginError) as e:
-        if args.debug:
-            log.exception("%s failed", PROG)
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 1
-    except Exception as e:
-        if args.debug:
-            raise
-        print(
-            f"{PROG}: error: unexpected {type(e).__name__}: {e} (--debug for details)",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    return report_errors(
+        PROG, args.debug, lambda: _run(args), (RegistrationError, RequiredPluginError)
+    )
 
 
 if __name__ == "__main__":

@@ -46,13 +46,12 @@ Context = grpc.aio.ServicerContext[Any, Any]
 # PROBE_INTERVAL seconds; PROBE_MISSES answers in a row not given within
 # PROBE_TIMEOUT mark it hung: its channel is dropped, calls in flight on it
 # fail with Unavailable naming it, and new calls fail fast until it answers
-# again (within about 5 s in all).  HTTP/2 keepalive pings back this up for
-# the transport itself.
+# again (within about 4 s in all).  (grpc-core's HTTP/2 keepalive pings are
+# not used: on these unix-socket channels they never fired, and the server
+# options that admit them broke large writes.)
 PROBE_INTERVAL = 0.5
 PROBE_TIMEOUT = 1.5
 PROBE_MISSES = 2
-KEEPALIVE_TIME = 2.0
-KEEPALIVE_TIMEOUT = 2.0
 
 # Keep grpc-core's own reconnect backoff short: we replace the channel when
 # the plugin returns, but a channel that merely went idle reconnects itself.
@@ -61,11 +60,6 @@ _CHANNEL_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
-    ("grpc.keepalive_time_ms", int(KEEPALIVE_TIME * 1000)),
-    ("grpc.keepalive_timeout_ms", int(KEEPALIVE_TIMEOUT * 1000)),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.http2.min_time_between_pings_ms", 1000),
 )
 
 # Request metadata that belongs to the hop, not to the call.

@@ -29,7 +29,7 @@ from services.diff.proxy import ProxyDiffer
 from services.snapshotter.proxy import ProxySnapshotter
 
 # A supervised plugin whose socket accepts connections but that has not
-# answered (health check, keepalive) for this long is hung: it is killed and
+# answered its health checks for this long is hung: it is killed and
 # restarted like one that crashed.
 HUNG_AFTER = 5.0
 

@@ -49,9 +49,9 @@ class ProxyConnection(Protocol):
 Serializer = Callable[[Any], bytes] | None
 
 # A unary call the caller gave no deadline gets this one: a plugin that is
-# alive but stuck on one call (keepalive pings still answered) cannot hold
+# alive but stuck on one call (health checks still answered) cannot hold
 # the caller forever.  Layer apply and diff legitimately take long: they get
-# none (a hung plugin still fails them through keepalive).
+# none (a hung plugin still fails them through the health probes).
 DEFAULT_DEADLINE = 30.0
 UNBOUNDED = frozenset(
     {"/containerd.services.diff.v1.Diff/Apply", "/containerd.services.diff.v1.Diff/Diff"}

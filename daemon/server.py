@@ -29,6 +29,7 @@ from daemon.metrics import DaemonMetrics, FederatingRegistry
 from daemon.proxyplugins import ProxyOptions, ScrapeTargets
 from daemon.registry import InitContext, PluginSet, Registration, Registry, load
 from daemon.supervisor import Supervisor
+from daemon.tasks import plugin as tasks_plugin
 from daemon.version import BuildInfo, build_info
 from services.harness.health import HealthServicer
 from services.harness.metrics import MetricsEndpoint
@@ -51,14 +52,17 @@ def builtin_registrations() -> list[Registration]:
     services, so on the daemon socket every object is namespaced, leased and
     garbage collected as in containerd.
     """
-    return metadata_plugin.with_metadata(
-        [
-            *introspection.REGISTRATIONS,
-            *version.REGISTRATIONS,
-            *health.REGISTRATIONS,
-            *diffservice.REGISTRATIONS,
-        ]
-    )
+    return [
+        *metadata_plugin.with_metadata(
+            [
+                *introspection.REGISTRATIONS,
+                *version.REGISTRATIONS,
+                *health.REGISTRATIONS,
+                *diffservice.REGISTRATIONS,
+            ]
+        ),
+        *tasks_plugin.REGISTRATIONS,
+    ]
 
 
 def plugin_configs(cfg: Config, registrations: Iterable[Registration]) -> dict[str, object]:

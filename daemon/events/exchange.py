@@ -13,13 +13,18 @@ already queued are still delivered, then iteration raises ResourceExhausted
 naming how many were queued.  Dropping single events silently would let a
 client (waiting for a task exit, say) miss one without knowing; a
 disconnected client knows to resubscribe and re-read state.
+
+Filters holding a regular expression are not matched while broadcasting: one
+match can take tens of milliseconds (api.filters), and a publisher serves
+every namespace. Such a subscription queues every envelope and matches each
+in a worker thread as its own reader takes it, so the cost lands on that
+reader alone — and it is the one disconnected if it cannot keep up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 from collections.abc import AsyncIterator
 from types import TracebackType
@@ -28,6 +33,7 @@ from google.protobuf import any_pb2, message
 
 from api import errdefs, filters, identifiers
 from api.containerd.types import event_pb2
+from api.goquote import go_quote
 from api.types import Publisher as Publisher
 from api.typeurl import TypeRegistry, topic_of
 from daemon.events.adaptors import adapt_envelope
@@ -37,8 +43,7 @@ log = logging.getLogger(__name__)
 DEFAULT_QUEUE_SIZE = 4096
 
 
-def _q(s: str) -> str:
-    return json.dumps(s, ensure_ascii=False)
+_q = go_quote
 
 
 def validate_topic(topic: str) -> None:
@@ -79,6 +84,8 @@ class Subscription:
     def __init__(self, exchange: Exchange, flt: filters.Filter | None, maxsize: int) -> None:
         self._exchange = exchange
         self._filter = flt
+        # Matched by the reader, off the loop, instead of by the publisher.
+        self._deferred = flt is not None and filters.uses_regexp(flt)
         self._maxsize = maxsize
         self._items: collections.deque[event_pb2.Envelope] = collections.deque()
         self._ready = asyncio.Event()
@@ -88,8 +95,10 @@ class Subscription:
     def _offer(self, env: event_pb2.Envelope) -> None:
         if self._closed:
             return
-        if self._filter is not None and not self._filter.match(
-            adapt_envelope(env, self._exchange.types)
+        if (
+            self._filter is not None
+            and not self._deferred
+            and not self._filter.match(adapt_envelope(env, self._exchange.types))
         ):
             return
         if len(self._items) >= self._maxsize:
@@ -107,6 +116,7 @@ class Subscription:
 
     @property
     def pending(self) -> int:
+        """Envelopes queued (not yet matched, for a regexp filter)."""
         return len(self._items)
 
     def close(self) -> None:
@@ -121,13 +131,21 @@ class Subscription:
     async def __anext__(self) -> event_pb2.Envelope:
         while True:
             if self._items:
-                return self._items.popleft()
+                env = self._items.popleft()
+                if self._deferred and not await self._matches(env):
+                    continue
+                return env
             if self._error is not None:
                 raise self._error
             if self._closed:
                 raise StopAsyncIteration
             self._ready.clear()
             await self._ready.wait()
+
+    async def _matches(self, env: event_pb2.Envelope) -> bool:
+        assert self._filter is not None
+        adaptor = adapt_envelope(env, self._exchange.types)
+        return await asyncio.to_thread(self._filter.match, adaptor)
 
     async def __aenter__(self) -> Subscription:
         return self

@@ -80,13 +80,11 @@ class ContainerStore:
 
     async def list(self, ns: str, exprs: Sequence[str] = ()) -> list[records.Container]:
         """Raises InvalidArgument for a filter that does not parse."""
-        flt = filters.parse_all(*exprs)
+        flt = await filters.parse_all_async(*exprs)
         found = await self.db.view(lambda tx: tx.scan(CONTAINERS, ns))
-        return [
-            c
-            for c in found
-            if flt.match(filters.adapt_container(c.id, c.image, c.runtime_name, c.labels))
-        ]
+        return await filters.select(
+            flt, found, lambda c: filters.adapt_container(c.id, c.image, c.runtime_name, c.labels)
+        )
 
     async def create(self, c: records.Container) -> records.Container:
         """Raises InvalidArgument (validation), AlreadyExists."""

@@ -97,11 +97,12 @@ class NamespacedContent:
 
     async def walk(self, ns: str, exprs: Sequence[str] = ()) -> builtins.list[Info]:
         """Raises InvalidArgument for a filter that does not parse."""
-        flt = filters.parse_all(*exprs)
+        flt = await filters.parse_all_async(*exprs)
         blobs = await self.db.view(lambda tx: tx.scan(BLOBS, ns))
-        return [
-            _info(b) for b in blobs if flt.match(filters.adapt_content_info(b.digest, b.labels))
-        ]
+        found = await filters.select(
+            flt, blobs, lambda b: filters.adapt_content_info(b.digest, b.labels)
+        )
+        return [_info(b) for b in found]
 
     async def delete(self, ns: str, digest: str, lease: str = "") -> None:
         """Forget the blob in ``ns``; the collector frees the bytes when no
@@ -131,7 +132,7 @@ class NamespacedContent:
 
     async def list_statuses(self, ns: str, exprs: Sequence[str] = ()) -> builtins.list[Status]:
         """Raises InvalidArgument for a filter that does not parse."""
-        flt = filters.parse_all(*exprs)
+        flt = await filters.parse_all_async(*exprs)
         ingests = await self.db.view(lambda tx: tx.scan(INGESTS_TABLE, ns))
         out = []
         for ingest in ingests:
@@ -139,10 +140,8 @@ class NamespacedContent:
                 st = await self.backend.status(ingest.backend_ref)
             except errdefs.NotFound:
                 continue
-            st = dataclasses.replace(st, ref=ingest.ref)
-            if flt.match(filters.adapt_content_status(st.ref)):
-                out.append(st)
-        return out
+            out.append(dataclasses.replace(st, ref=ingest.ref))
+        return await filters.select(flt, out, lambda st: filters.adapt_content_status(st.ref))
 
     async def abort(self, ns: str, ref: str, lease: str = "") -> None:
         """Drop the ingest ``ref`` of ``ns``.  Raises NotFound."""

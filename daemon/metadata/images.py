@@ -72,9 +72,9 @@ class ImageStore:
 
     async def list(self, ns: str, exprs: Sequence[str] = ()) -> list[records.Image]:
         """Raises InvalidArgument for a filter that does not parse."""
-        flt = filters.parse_all(*exprs)
+        flt = await filters.parse_all_async(*exprs)
         found = await self.db.view(lambda tx: tx.scan(IMAGES, ns))
-        return [img for img in found if flt.match(_adapt(img))]
+        return await filters.select(flt, found, _adapt)
 
     async def create(self, image: records.Image) -> records.Image:
         """Raises InvalidArgument (validation), AlreadyExists."""

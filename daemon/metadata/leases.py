@@ -105,9 +105,9 @@ class LeaseManager:
 
     async def list(self, ns: str, exprs: Sequence[str] = ()) -> list[records.Lease]:
         """Raises InvalidArgument for a filter that does not parse."""
-        flt = filters.parse_all(*exprs)
+        flt = await filters.parse_all_async(*exprs)
         found = await self.db.view(lambda tx: tx.scan(LEASES, ns))
-        return [lease for lease in found if flt.match(filters.adapt_lease(lease.id, lease.labels))]
+        return await filters.select(flt, found, lambda le: filters.adapt_lease(le.id, le.labels))
 
     async def add_resource(self, ns: str, lease_id: str, rtype: str, rid: str) -> None:
         """Raises NotFound (lease), InvalidArgument (resource), NotImplemented (type)."""

@@ -19,12 +19,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from api import errdefs
+from api.goduration import parse_duration
 from daemon import health as daemon_health
 from daemon import registry
 from daemon.capabilities import GrpcService, Liveness
@@ -68,19 +68,6 @@ class GCConfig:
     mutation_threshold: int = 100
     schedule_delay: str = "0s"
     startup_delay: str = "100ms"
-
-
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a Go duration ("1m30s", "100ms", "0"); InvalidArgument otherwise."""
-    if text in ("0", ""):
-        return 0.0
-    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)", text)
-    if not parts or "".join(n + u for n, u in parts) != text.lstrip("+"):
-        raise errdefs.InvalidArgument(f"invalid duration {text!r}")
-    return sum(float(n) * _UNITS[u] for n, u in parts)
 
 
 def _content_backend(ic: InitContext) -> ContentStore | None:

@@ -76,6 +76,9 @@ class MetadataServices:
         self.scheduler = GCScheduler(self.collector.collect, gc, on_collected=self._observe)
         self.db.register_mutation_callback(self.scheduler.mutation_callback)
         self.on_close: list[Callable[[], Awaitable[None]]] = []
+        # Checks run before a container is deleted (the tasks plugin refuses
+        # while the container has a task, where containerd's client does).
+        self.container_delete_guards: list[containers.DeleteGuard] = []
 
     def _observe(self, stats: GCStats | None, elapsed: float) -> None:
         if self.gc_metrics is not None:
@@ -108,7 +111,7 @@ class MetadataServices:
         pub, gc = self.publisher, self.scheduler
         ns = namespaces.NamespacesServicer(self.namespaces, pub)
         im = images.ImagesServicer(self.images, pub, gc)
-        co = containers.ContainersServicer(self.containers, pub)
+        co = containers.ContainersServicer(self.containers, pub, self.container_delete_guards)
         le = leases.LeasesServicer(self.leases, gc)
         sn = snapshots.SnapshotsServicer(self.snapshotters, pub)
         out = [

@@ -365,7 +365,7 @@ class NamespacedSnapshotter:
     async def walk(self, ns: str, *exprs: str) -> builtins.list[Info]:
         """The namespace's snapshots matching any of the filters (name, parent,
         kind, labels.<key>).  Raises InvalidArgument for a bad filter."""
-        flt = filters.parse_all(*exprs)
+        flt = await filters.parse_all_async(*exprs)
         recs = await self.db.view(lambda tx: tx.scan(SNAPSHOTS, ns, self.name))
         if not recs:
             return []
@@ -380,10 +380,10 @@ class NamespacedSnapshotter:
                     binfo = await self.backend.stat(rec.backend_key)
                 except errdefs.NotFound:
                     continue
-            info = _overlay(binfo, rec)
-            if flt.match(filters.adapt_snapshot(info.kind, info.name, info.parent, info.labels)):
-                out.append(info)
-        return out
+            out.append(_overlay(binfo, rec))
+        return await filters.select(
+            flt, out, lambda i: filters.adapt_snapshot(i.kind, i.name, i.parent, i.labels)
+        )
 
     async def cleanup(self) -> None:
         """The backend's Cleanup; raises errdefs.NotImplemented when it has none."""

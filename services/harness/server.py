@@ -89,11 +89,6 @@ class PluginServer:
                 ("grpc.max_send_message_length", cfg.max_send_message_size),
                 ("grpc.max_receive_message_length", cfg.max_recv_message_size),
                 ("grpc.so_reuseport", 0),
-                # The daemon pings its plugins to find hung ones (daemon.proxy):
-                # accept pings as often as every second, also between calls.
-                ("grpc.keepalive_permit_without_calls", 1),
-                ("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
-                ("grpc.http2.max_ping_strikes", 0),
             ],
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 from google.protobuf import timestamp_pb2
 
-from api import errdefs
+from api import errdefs, filters
 from api.containerd.events import container_pb2, image_pb2, task_pb2
 from api.containerd.types import event_pb2
 from api.typeurl import TypeRegistry
@@ -127,3 +128,29 @@ async def test_close_ends_iteration() -> None:
     sub.close()
     assert await asyncio.wait_for(task, 5) == []
     assert ex.subscribers == 0
+
+
+async def test_regexp_filters_are_matched_by_the_reader_off_the_loop() -> None:
+    # A publisher serves every namespace, so it must not run a subscriber's
+    # regexp (one match can take tens of milliseconds): such a subscription
+    # queues everything and its reader matches in a worker thread.
+    ex = Exchange()
+    sub = ex.subscribe('topic~="^/containers/(a+)+$"', "topic~=delete")
+    plain = ex.subscribe("namespace==b")
+    assert sub._filter is not None
+    real = sub._filter
+    threads: list[int] = []
+
+    class Tracking:
+        def match(self, adaptor: filters.Adaptor) -> bool:
+            threads.append(threading.get_ident())
+            return real.match(adaptor)
+
+    sub._filter = Tracking()
+    await ex.publish("a", container_pb2.ContainerCreate(id="c1"))
+    await ex.publish("b", image_pb2.ImageCreate(name="i"))
+    await ex.publish("a", container_pb2.ContainerDelete(id="c2"))
+    assert threads == [] and sub.pending == 3 and plain.pending == 1
+    assert (await next_env(sub)).topic == "/containers/delete"
+    assert len(threads) == 3 and threading.get_ident() not in threads
+    assert sub.pending == 0

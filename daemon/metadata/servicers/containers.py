@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from google.protobuf import empty_pb2
 
@@ -14,6 +14,9 @@ from daemon.events.exchange import Publisher
 from daemon.metadata import records
 from daemon.metadata.containers import ContainerStore
 from daemon.metadata.servicers.common import Context, any_bytes, namespace, to_any, ts
+
+# Raises (e.g. FailedPrecondition while the container has a task) to refuse a delete.
+DeleteGuard = Callable[[str, str], None]
 
 SERVICE_NAME = "containerd.services.containers.v1.Containers"
 
@@ -53,9 +56,16 @@ def from_proto(ns: str, c: api.Container) -> records.Container:
 
 
 class ContainersServicer(containers_pb2_grpc.ContainersServicer):
-    def __init__(self, store: ContainerStore, publisher: Publisher) -> None:
+    def __init__(
+        self,
+        store: ContainerStore,
+        publisher: Publisher,
+        delete_guards: Sequence[DeleteGuard] = (),
+    ) -> None:
         self.store = store
         self.publisher = publisher
+        # Live list: plugins loaded after the metadata layer (tasks) add theirs.
+        self.delete_guards = delete_guards
 
     async def Get(
         self, request: api.GetContainerRequest, context: Context
@@ -115,6 +125,8 @@ class ContainersServicer(containers_pb2_grpc.ContainersServicer):
         self, request: api.DeleteContainerRequest, context: Context
     ) -> empty_pb2.Empty:
         ns = namespace(context)
+        for guard in self.delete_guards:
+            guard(ns, request.id)
         await self.store.delete(ns, request.id)
         await self.publisher.publish(ns, events.ContainerDelete(id=request.id))
         return empty_pb2.Empty()
