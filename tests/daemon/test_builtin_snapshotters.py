@@ -4,7 +4,8 @@ As containerd on Linux, the embedded default serves ``native`` beside
 ``overlayfs`` (clients' default): one ``berthd-snapshotter`` process serves
 both on one socket, reached through two ``[proxy_plugins]`` entries.  The
 real ``ctr`` imports an image into each (the differ unpacks into either
-root), checks it, and lists the snapshots of each by name.
+root), checks it, lists the snapshots of each by name and runs a container
+on each.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tests.support.berthd import (
     need_plugin,
     wait_until,
 )
+from tests.support.containerd import need_runc
 from tests.support.oci import build_image_tar
 
 pytestmark = [pytest.mark.containerd, pytest.mark.root, pytest.mark.overlay]
@@ -130,6 +132,22 @@ def test_the_names_are_separate_stores(daemon: Berthd) -> None:
     b.ctr("snapshots", *NATIVE, "rm", "only-native", namespace=ns)
     unknown = b.ctr("snapshots", "--snapshotter", "btrfs", "ls", namespace=ns, check=False)
     assert "snapshotter not loaded: btrfs: invalid argument" in unknown.stderr
+
+
+@pytest.mark.runc
+def test_run_on_each_snapshotter(daemon: Berthd) -> None:
+    """A container's rootfs from either snapshotter: native's bind mount, overlayfs's overlay."""
+    need_runc()
+    b, ns, image = daemon, "run", "docker.io/library/berth-run:latest"
+    tar = build_image_tar(daemon.workdir / "run.tar", image)
+    for snapshotter in ("native", "overlayfs"):
+        sn = ("--snapshotter", snapshotter)
+        b.ctr("images", "import", *sn, str(tar), namespace=ns)
+        out = b.ctr("run", "--rm", *sn, image, f"on-{snapshotter}", "echo", "hi", namespace=ns)
+        assert out.stdout == "hi\n", out
+    b.ctr("images", "rm", "--sync", image, namespace=ns)
+    for snapshotter in ("native", "overlayfs"):
+        assert snapshot_keys(b, "--snapshotter", snapshotter, namespace=ns) == set()
 
 
 def test_both_names_come_back_when_the_process_restarts(daemon: Berthd) -> None:
