@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Callable
 
@@ -41,6 +42,7 @@ class ProxyPlugin:
     ) -> None:
         self.connection = conn
         self.child = child
+        self._supervisor = supervisor
         self._watchdog: asyncio.Task[None] | None = None
         if child is not None and supervisor is not None:
             self._watchdog = asyncio.create_task(
@@ -75,13 +77,28 @@ class ProxyPlugin:
     def on_change(self, listener: Callable[[bool], None]) -> None:
         self.connection.on_change(listener)
 
-    async def wait_ready(self) -> bool:
-        """Up; or False as soon as a supervised process exits while starting.
+    def _process(self) -> Child | None:
+        """The supervised process serving this plugin's socket, if any.
 
-        A plugin the daemon does not start is not waited for: it may be
+        An entry without a command may share the socket of one with a command
+        (one process serving several snapshotters): it waits for that process.
+        Only the owning entry watches it for hangs.
+        """
+        if self.child is not None or self._supervisor is None:
+            return self.child
+        address = os.path.abspath(self.connection.address)
+        for child in self._supervisor.children:
+            if child.spec.socket and os.path.abspath(child.spec.socket) == address:
+                return child
+        return None
+
+    async def wait_ready(self) -> bool:
+        """Up; or False as soon as the supervised process serving it exits while starting.
+
+        A plugin no process of the daemon serves is not waited for: it may be
         started later by its own unit, and its calls fail fast until then.
         """
-        conn, child = self.connection, self.child
+        conn, child = self.connection, self._process()
         if conn.up or child is None:
             return conn.up
         up = asyncio.ensure_future(conn.until_up())
