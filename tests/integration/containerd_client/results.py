@@ -167,12 +167,23 @@ def summary(run: Run) -> str:
     return "\n".join(lines)
 
 
-def missing(reference: Run, other: Run, ignore: Iterable[str] = ()) -> list[str]:
-    """Tests passing on ``reference`` that do not pass on ``other``.
-
-    ``ignore`` names top-level tests left out (with their subtests).
-    """
+def passes(run: Run, ignore: Iterable[str] = (), only: Iterable[str] | None = None) -> set[str]:
+    """Tests passing in ``run``, less the top-level tests ``ignore`` names and
+    those not in ``only`` (with their subtests)."""
     left_out = set(ignore)
-    return sorted(
-        n for n in reference.passed() - other.passed() if n.split("/", 1)[0] not in left_out
-    )
+    ran = None if only is None else set(only)
+    return {
+        n
+        for n in run.passed()
+        if n.split("/", 1)[0] not in left_out and (ran is None or n.split("/", 1)[0] in ran)
+    }
+
+
+def missing(
+    reference: Run,
+    other: Run,
+    ignore: Iterable[str] = (),
+    only: Iterable[str] | None = None,
+) -> list[str]:
+    """Tests passing on ``reference`` (as counted by ``passes``) that do not pass on ``other``."""
+    return sorted(passes(reference, ignore, only) - other.passed())

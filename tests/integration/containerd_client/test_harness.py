@@ -253,7 +253,8 @@ def test_select_leaves_out_what_needs_its_own_daemon() -> None:
     chosen, left_out = main.select(names, None)
     assert chosen == ["TestA", "TestB"]
     assert set(left_out) == {"TestShimOOMScore", "TestDaemonRestart"}
-    assert main.select(names, "B$")[0] == ["TestB"]
+    assert main.select(names, "B$") == (["TestB"], {})
+    assert main.select(names, "Restart") == ([], {"TestDaemonRestart": main._RESTART})
 
 
 def test_missing_compares_passes_only() -> None:
