@@ -46,11 +46,11 @@ Context = grpc.aio.ServicerContext[Any, Any]
 # PROBE_INTERVAL seconds; PROBE_MISSES answers in a row not given within
 # PROBE_TIMEOUT mark it hung: its channel is dropped, calls in flight on it
 # fail with Unavailable naming it, and new calls fail fast until it answers
-# again (within about 4 s in all).  (grpc-core's HTTP/2 keepalive pings are
+# again (within about 5 s in all).  (grpc-core's HTTP/2 keepalive pings are
 # not used: on these unix-socket channels they never fired, and the server
 # options that admit them broke large writes.)
 PROBE_INTERVAL = 0.5
-PROBE_TIMEOUT = 1.5
+PROBE_TIMEOUT = 2.0
 PROBE_MISSES = 2
 
 # Keep grpc-core's own reconnect backoff short: we replace the channel when

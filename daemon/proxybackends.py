@@ -31,11 +31,15 @@ from services.snapshotter.proxy import ProxySnapshotter
 # A supervised plugin whose socket accepts connections but that has not
 # answered its health checks for this long is hung: it is killed and
 # restarted like one that crashed.
-HUNG_AFTER = 5.0
+HUNG_AFTER = 10.0
 
 
 class ProxyPlugin:
-    """The daemon-facing side of a proxy backend: its connection and process."""
+    """The daemon-facing side of a proxy backend: its connection and process.
+
+    Listed first among a backend's bases, so its ``close`` (the connection's)
+    is the one the daemon calls, not the proxy client's no-op.
+    """
 
     def __init__(
         self, conn: ProxyConnection, child: Child | None, supervisor: Supervisor | None = None
@@ -120,7 +124,7 @@ class ProxyPlugin:
         await self.connection.close()
 
 
-class ProxiedContentStore(ProxyContentStore, ProxyPlugin):
+class ProxiedContentStore(ProxyPlugin, ProxyContentStore):
     def __init__(
         self, conn: ProxyConnection, child: Child | None, supervisor: Supervisor | None = None
     ) -> None:
@@ -128,7 +132,7 @@ class ProxiedContentStore(ProxyContentStore, ProxyPlugin):
         ProxyPlugin.__init__(self, conn, child, supervisor)
 
 
-class ProxiedSnapshotter(ProxySnapshotter, ProxyPlugin):
+class ProxiedSnapshotter(ProxyPlugin, ProxySnapshotter):
     def __init__(
         self, conn: ProxyConnection, child: Child | None, supervisor: Supervisor | None = None
     ) -> None:
@@ -141,7 +145,7 @@ class ProxiedSnapshotter(ProxySnapshotter, ProxyPlugin):
         ProxyPlugin.__init__(self, conn, child, supervisor)
 
 
-class ProxiedDiffer(ProxyDiffer, ProxyPlugin):
+class ProxiedDiffer(ProxyPlugin, ProxyDiffer):
     def __init__(
         self, conn: ProxyConnection, child: Child | None, supervisor: Supervisor | None = None
     ) -> None:

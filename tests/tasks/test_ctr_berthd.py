@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
+import io
 import os
 import re
 import signal
 import subprocess
+import tarfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -17,10 +20,19 @@ import grpc
 import pytest
 
 from api.containerd.services.containers.v1 import containers_pb2, containers_pb2_grpc
+from api.containerd.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
 from api.containerd.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
+from api.containerd.types import descriptor_pb2
+from daemon.tasks.checkpoint import MEDIA_TYPE_CHECKPOINT as CHECKPOINT_MEDIA_TYPE
 from tests.daemon.test_task_metrics import INHERITED_LINT, promtool_findings
 from tests.support import free_port, need_binary, need_root, short_tmpdir
-from tests.support.berthd import Berthd, embedded_toml, need_embedded_plugins, wait_until
+from tests.support.berthd import (
+    Berthd,
+    CtrEvents,
+    embedded_toml,
+    need_embedded_plugins,
+    wait_until,
+)
 from tests.support.oci import build_image_tar
 
 pytestmark = [pytest.mark.root, pytest.mark.runc, pytest.mark.containerd, pytest.mark.overlay]
@@ -160,14 +172,17 @@ def test_unknown_runtime_names_the_binary(berthd: tuple[Berthd, str]) -> None:
 
 def test_events_of_one_run_in_order(berthd: tuple[Berthd, str]) -> None:
     b, _ = berthd
-    events = subprocess.Popen(
-        ["ctr", "--address", b.address, "events"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    events = CtrEvents(b.address)
+    pokes = iter(range(1000))
+
+    def poke() -> str:
+        name = f"ev-mark-{next(pokes)}"
+        b.ctr("namespaces", "create", name)
+        b.ctr("namespaces", "rm", name)
+        return name
+
     try:
-        time.sleep(0.5)  # ctr prints nothing once subscribed
+        events.subscribed(poke)
         b.ctr("run", "-d", IMAGE, "t-ev", "sleep", "300")
         b.ctr("task", "exec", "--exec-id", "x1", "t-ev", "true")
         b.ctr("task", "pause", "t-ev")
@@ -175,11 +190,11 @@ def test_events_of_one_run_in_order(berthd: tuple[Berthd, str]) -> None:
         b.ctr("task", "kill", "-s", "SIGKILL", "t-ev")
         wait_until(lambda: task_status(b, "t-ev") == "STOPPED", what="stopped")
         b.ctr("task", "rm", "t-ev")
+        events.wait_for("/tasks/delete")
         b.ctr("containers", "rm", "t-ev")
-        time.sleep(1.0)
+        events.wait_for("/containers/delete")
     finally:
-        events.terminate()
-        out, _ = events.communicate(timeout=10)
+        out = "".join(events.stop())
     topics = [
         m.group(1)
         for line in out.splitlines()
@@ -420,3 +435,49 @@ def test_exit_while_the_daemon_is_down_reaches_wait() -> None:
             b.ctr("containers", "rm", "t-gone")
         finally:
             b.__exit__(None, None, None)
+
+
+def test_checkpoint_to_restore_from_stays_until_the_task_is_deleted(
+    berthd: tuple[Berthd, str],
+) -> None:
+    """The shim restores at Start, so what Create unpacked must outlive Create."""
+    b, _ = berthd
+    b.wait_startup_gc()
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        info = tarfile.TarInfo("inventory.img")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"dummy"))
+    blob = raw.getvalue()
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    b.ctr("content", "ingest", "cp-blob", input=blob)
+    b.ctr("containers", "create", IMAGE, "t-rs", "true")
+    scratch = b.root / "io.containerd.service.v1.tasks-service" / "checkpoints"
+    try:
+        with b.channel() as ch:
+            mounts = (
+                snapshots_pb2_grpc.SnapshotsStub(ch)
+                .Mounts(
+                    snapshots_pb2.MountsRequest(snapshotter="overlayfs", key="t-rs"), metadata=NS
+                )
+                .mounts
+            )
+            tasks = tasks_pb2_grpc.TasksStub(ch)
+            tasks.Create(
+                tasks_pb2.CreateTaskRequest(
+                    container_id="t-rs",
+                    rootfs=list(mounts),
+                    checkpoint=descriptor_pb2.Descriptor(
+                        media_type=CHECKPOINT_MEDIA_TYPE, digest=digest, size=len(blob)
+                    ),
+                ),
+                metadata=NS,
+                timeout=60,
+            )
+            restored = list(scratch.glob("restore-*"))
+            assert len(restored) == 1 and (restored[0] / "inventory.img").read_bytes() == b"dummy"
+            tasks.Delete(tasks_pb2.DeleteTaskRequest(container_id="t-rs"), metadata=NS, timeout=60)
+            assert list(scratch.glob("restore-*")) == []
+    finally:
+        b.ctr("task", "rm", "-f", "t-rs", check=False)
+        b.ctr("containers", "rm", "t-rs", check=False)
