@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -26,7 +27,7 @@ from daemon.config import Overrides, parse_string, resolve
 from daemon.proxybackends import ProxyPlugin
 from daemon.registry import InitContext, Registration
 from daemon.server import Daemon, builtin_registrations
-from tests.support import need_binary, short_tmpdir
+from tests.support import PYTHON, need_binary, short_tmpdir
 from tests.support.berthd import Berthd, CtrEvents
 
 ECHO = "berthd.test.v1.Echo"
@@ -187,3 +188,43 @@ async def test_every_proxy_backend_closes_its_connection(workdir: Path) -> None:
     for b in backends:
         monitor = b.connection._monitor
         assert monitor is not None and monitor.done(), b.describe
+
+
+@pytest.mark.containerd
+def test_berthd_publish_reaches_ctr_events(workdir: Path) -> None:
+    """What shims run through -publish-binary: the event (an Any) on stdin."""
+    need_binary("ctr")
+    with Berthd(workdir, "version = 2\n") as b:
+        events = CtrEvents(b.address)
+        try:
+            oom = task_pb2.TaskOOM(container_id="c-oom")
+            payload = any_pb2.Any(
+                type_url="containerd.events.TaskOOM", value=oom.SerializeToString()
+            ).SerializeToString()
+
+            def poke() -> str:
+                out = subprocess.run(
+                    [PYTHON, "-m", "daemon.cli", "--address", b.address, "publish",
+                     "--topic", "/tasks/oom", "--namespace", "ns-pub"],
+                    input=payload,
+                    capture_output=True,
+                    timeout=30,
+                    check=False,
+                )  # fmt: skip
+                assert out.returncode == 0, out.stderr
+                return "/tasks/oom"
+
+            events.subscribed(poke)
+            assert "ns-pub" in events.seen[-1] and "c-oom" in events.seen[-1]
+            bad = subprocess.run(
+                [PYTHON, "-m", "daemon.cli", "--address", b.address, "publish",
+                 "--topic", "no-slash", "--namespace", "ns-pub"],
+                input=payload,
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )  # fmt: skip
+            assert bad.returncode == 1
+            assert "topic" in bad.stderr.decode() and "Traceback" not in bad.stderr.decode()
+        finally:
+            events.stop()
