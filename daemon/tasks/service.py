@@ -31,6 +31,7 @@ from api.containerd.types.task import task_pb2
 from api.types import LEASE_HEADER, Mount
 from daemon.metadata import records
 from daemon.metadata.containers import ContainerStore
+from daemon.tasks import legacy
 from daemon.tasks.checkpoint import Checkpoints
 from services.tasks.runtime import Process, Runtime, Task
 from services.tasks.types import IO, AnyValue, CreateOpts, ExecOpts, Exit, State, Status
@@ -164,6 +165,9 @@ class TasksServicer(tasks_pb2_grpc.TasksServicer):
             checkpoint = restored.path
         created = False
         try:
+            runtime, runtime_options = legacy.translate(
+                container.runtime_name, _any(container.runtime_options)
+            )
             opts = CreateOpts(
                 spec=spec.value,
                 rootfs=tuple(
@@ -171,8 +175,8 @@ class TasksServicer(tasks_pb2_grpc.TasksServicer):
                 ),
                 io=IO(request.stdin, request.stdout, request.stderr, request.terminal),
                 checkpoint=checkpoint,
-                runtime=request.runtime_path or container.runtime_name,
-                runtime_options=_any(container.runtime_options),
+                runtime=request.runtime_path or runtime,
+                runtime_options=runtime_options,
                 task_options=task_options,
             )
             try:

@@ -481,3 +481,10 @@ def test_checkpoint_to_restore_from_stays_until_the_task_is_deleted(
     finally:
         b.ctr("task", "rm", "-f", "t-rs", check=False)
         b.ctr("containers", "rm", "t-rs", check=False)
+
+
+def test_legacy_runtime_name_runs_on_the_v2_shim(berthd: tuple[Berthd, str]) -> None:
+    b, _ = berthd
+    runtime = ("--runtime", "io.containerd.runtime.v1.linux")
+    out = b.ctr("run", "--rm", *runtime, IMAGE, "t-legacy", "echo", "legacy")
+    assert out.stdout == "legacy\n"
