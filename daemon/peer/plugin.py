@@ -1,6 +1,6 @@
-"""The peer plugin, ``io.berthd.peer.v1 content``.
+"""The peer plugin, ``io.berthd.content.v1 peer``.
 
-Configured by ``[plugins."io.berthd.peer.v1.content"]`` (``settings``); with
+Configured by ``[plugins."io.berthd.content.v1.peer"]`` (``settings``); with
 no ``peer_address`` it is skipped.  At init it serves the node's content
 backend read-only on its TCP port (``server``) and, when the metadata
 backend keeps a cluster content index (etcd), publishes the advertised
@@ -32,8 +32,8 @@ from services.content.store import ContentStore
 
 log = logging.getLogger(__name__)
 
-PEER = "io.berthd.peer.v1"
-PEER_ID = "content"
+PEER = "io.berthd.content.v1"
+PEER_ID = "peer"
 
 
 def cluster_index(md: MetadataServices) -> ClusterIndex | None:

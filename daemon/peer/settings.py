@@ -1,6 +1,6 @@
 """The peer plugin's settings: where it listens, what it advertises, its TLS files.
 
-``[plugins."io.berthd.peer.v1.content"]`` takes ``peer_address``
+``[plugins."io.berthd.content.v1.peer"]`` takes ``peer_address``
 (``HOST:PORT`` on TCP; port 0 picks a free one), ``advertise_address``
 (what the other nodes dial; defaults to ``peer_address`` with the bound
 port, required when it binds a wildcard address) and the cluster's TLS
@@ -24,12 +24,12 @@ from dataclasses import dataclass
 
 from api import errdefs
 
-SECTION = 'plugins."io.berthd.peer.v1.content"'
+SECTION = 'plugins."io.berthd.content.v1.peer"'
 
 
 @dataclass(frozen=True)
 class PeerConfig:
-    """``[plugins."io.berthd.peer.v1.content"]``; empty ``peer_address``: no peer plugin."""
+    """``[plugins."io.berthd.content.v1.peer"]``; empty ``peer_address``: no peer plugin."""
 
     peer_address: str = ""
     advertise_address: str = ""

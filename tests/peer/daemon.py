@@ -12,7 +12,7 @@ from tests.metadata.berthd import metadata_berthd
 from tests.peer.certs import NodeCert
 from tests.support.berthd import Berthd
 
-PEER_URI = "io.berthd.peer.v1.content"
+PEER_URI = "io.berthd.content.v1.peer"
 
 
 def peer_toml(cert: NodeCert | None, address: str = "127.0.0.1:0") -> str:

@@ -62,7 +62,7 @@ def test_the_plugin_serves_on_its_own_port(node: Berthd) -> None:
     assert exports["address"].startswith("127.0.0.1:")
     assert not exports["address"].endswith(":0")
     out = node.ctr("plugins", "ls").stdout
-    assert any(r.split()[:3] == ["io.berthd.peer.v1", "content", "-"] and r.split()[-1] == "ok"
+    assert any(r.split()[:3] == ["io.berthd.content.v1", "peer", "-"] and r.split()[-1] == "ok"
                for r in out.splitlines())  # fmt: skip
     assert "without a cluster index" not in node.output()
     assert "keeps no cluster index" in node.output()

@@ -33,7 +33,7 @@ def test_loopback_without_tls_is_plain_tcp() -> None:
 )
 def test_refused_settings_name_the_key(address: str, advertise: str, key: str) -> None:
     cfg = PeerConfig(peer_address=address, advertise_address=advertise)
-    with pytest.raises(errdefs.InvalidArgument, match=rf"io.berthd.peer.v1.content\"\.{key}:"):
+    with pytest.raises(errdefs.InvalidArgument, match=rf"io.berthd.content.v1.peer\"\.{key}:"):
         resolve(cfg)
 
 
