@@ -169,6 +169,8 @@ class NamespacedContent:
             self._fetching[digest] += 1
         try:
             await remote.fetch(ns, digest, info.size)
+            # The labels as they are now: they may have changed during the transfer.
+            info = await remote.info(ns, digest) or info
             blob = records.Blob(
                 ns,
                 digest,

@@ -17,10 +17,13 @@ from __future__ import annotations
 import logging
 
 from daemon import registry
+from daemon.capabilities import Closeable
 from daemon.metadata.content import NamespacedContent
+from daemon.metadata.etcd.store import EtcdStore
 from daemon.metadata.services import MetadataServices
 from daemon.metrics import DaemonMetrics
 from daemon.peer.client import PeerClients
+from daemon.peer.etcdindex import EtcdClusterIndex
 from daemon.peer.fetch import PeerFetcher
 from daemon.peer.index import ClusterIndex
 from daemon.peer.metrics import PeerMetrics
@@ -37,9 +40,11 @@ PEER_ID = "peer"
 
 
 def cluster_index(md: MetadataServices) -> ClusterIndex | None:
-    """The metadata store's cluster content index, when it keeps one."""
+    """The metadata store's cluster content index, when it keeps one (etcd)."""
     store = md.db.store
-    return store if isinstance(store, ClusterIndex) else None
+    if isinstance(store, EtcdStore):
+        return EtcdClusterIndex(store)
+    return None
 
 
 class PeerPlugin:
@@ -51,15 +56,19 @@ class PeerPlugin:
         content: NamespacedContent,
         clients: PeerClients | None,
         fetcher: PeerFetcher | None,
+        index: ClusterIndex | None = None,
     ) -> None:
         self.server = server
         self.content = content
         self.clients = clients
         self.fetcher = fetcher
+        self.index = index
 
     async def close(self) -> None:
         self.content.remote = None
         self.content.on_client_write = None
+        if isinstance(self.index, Closeable):
+            await self.index.close()
         if self.fetcher is not None:
             await self.fetcher.close()
         await self.server.stop()
@@ -96,7 +105,7 @@ async def start(
         await clients.close()
         raise
     content.remote = PeerContent(index, fetcher)
-    return PeerPlugin(server, content, clients, fetcher)
+    return PeerPlugin(server, content, clients, fetcher, index)
 
 
 async def _init(ic: InitContext) -> PeerPlugin:

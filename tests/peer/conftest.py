@@ -7,6 +7,7 @@ import pytest
 
 from tests.peer.certs import CertAuthority, NodeCert
 from tests.support import short_tmpdir
+from tests.support.etcd import EtcdCluster, need_etcd
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +30,15 @@ def rogue_ca(pki: Path) -> CertAuthority:
 @pytest.fixture(scope="session")
 def node_certs(ca: CertAuthority) -> dict[str, NodeCert]:
     return {name: ca.issue(name) for name in ("a", "b", "c")}
+
+
+@pytest.fixture(scope="session")
+def etcd_endpoints() -> Iterator[list[str]]:
+    """One single-member etcd for the session; tests keep to their own prefixes."""
+    need_etcd()
+    with short_tmpdir("petcd") as d:
+        cluster = EtcdCluster(d, 1)
+        try:
+            yield cluster.start().endpoints
+        finally:
+            cluster.stop()

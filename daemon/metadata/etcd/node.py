@@ -69,18 +69,23 @@ class NodeSession:
         self.root = os.path.abspath(root) if root else ""
         self.lease = 0
         self.host = socket.gethostname()
+        # The node's peer content address (``daemon.peer``), once published.
+        self.peer = ""
         self._keepalive: asyncio.Task[None] | None = None
 
     @property
     def identity(self) -> dict[str, Any]:
         pid = os.getpid()
-        return {
+        ident: dict[str, Any] = {
             "node": self.store.node,
             "host": self.host,
             "pid": pid,
             "start": process_start(pid),
             "root": self.root,
         }
+        if self.peer:
+            ident["peer"] = self.peer
+        return ident
 
     async def join(self, deadline: float) -> None:
         """Register the node and take its live key.  FailedPrecondition when
