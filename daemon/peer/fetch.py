@@ -34,8 +34,10 @@ log = logging.getLogger(__name__)
 
 # A holder that sends nothing for this long is given up on for the next one.
 STALL_TIMEOUT = 10.0
-# Received bytes are written to the local store in batches of about this size.
+# Received bytes are written to the local store in batches of about this size,
+# while up to this many more chunks are received.
 WRITE_BATCH = 4 << 20
+RECEIVE_AHEAD = 16
 
 Dial = Callable[[str], ContentStore]
 
@@ -230,35 +232,58 @@ class PeerFetcher:
     async def _from(self, holder: Holder, digest: str, size: int, offset: int, sink: _Sink) -> int:
         """Copy from ``holder`` from ``offset`` to the end; returns ``size``.
 
-        Raises _HolderFailed(reason, offset reached) when the holder cannot
-        go on; errors of the local store propagate.
+        The holder's stream is received into a bounded queue while the local
+        store writes what came before.  Raises _HolderFailed(reason, offset
+        reached) when the holder cannot go on; errors of the local store
+        propagate.
         """
+        queue: asyncio.Queue[bytes | str | None] = asyncio.Queue(RECEIVE_AHEAD)
+        pump = asyncio.create_task(self._receive(holder, digest, size, offset, queue))
+        try:
+            while offset < size:
+                item = await queue.get()
+                if item is None:
+                    raise _HolderFailed(f"stream ended after {offset} bytes", offset)
+                if isinstance(item, str):
+                    raise _HolderFailed(item, offset)
+                if offset + len(item) > size:
+                    raise _HolderFailed(f"sent more than {size} bytes", offset)
+                await sink.put(item)
+                offset += len(item)
+                if self.metrics is not None:
+                    self.metrics.fetched.inc(len(item))
+            return offset
+        finally:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+
+    async def _receive(
+        self,
+        holder: Holder,
+        digest: str,
+        size: int,
+        offset: int,
+        queue: asyncio.Queue[bytes | str | None],
+    ) -> None:
+        """Put the holder's chunks from ``offset`` on ``queue``, then None; the
+        reason as a str when the holder fails or stalls."""
         chunks: AsyncIterator[bytes] | None = None
         try:
-            try:
-                peer = self.dial(holder.address)
+            peer = self.dial(holder.address)
+            async with asyncio.timeout(self.stall_timeout):
+                reader = await peer.reader(digest)
+            if reader.size != size:
+                raise errdefs.FailedPrecondition(f"holds {reader.size} bytes, expected {size}")
+            chunks = aiter(reader.chunks(offset))
+            while True:
                 async with asyncio.timeout(self.stall_timeout):
-                    reader = await peer.reader(digest)
-                if reader.size != size:
-                    raise errdefs.FailedPrecondition(f"holds {reader.size} bytes, expected {size}")
-                chunks = aiter(reader.chunks(offset))
-            except (errdefs.ErrdefsError, TimeoutError) as e:
-                raise _HolderFailed(_why(e, self.stall_timeout), offset) from e
-            while offset < size:
-                try:
-                    async with asyncio.timeout(self.stall_timeout):
-                        data = await anext(chunks)
-                except StopAsyncIteration:
-                    raise _HolderFailed(f"stream ended after {offset} bytes", offset) from None
-                except (errdefs.ErrdefsError, TimeoutError) as e:
-                    raise _HolderFailed(_why(e, self.stall_timeout), offset) from e
-                if offset + len(data) > size:
-                    raise _HolderFailed(f"sent more than {size} bytes", offset)
-                await sink.put(data)
-                offset += len(data)
-                if self.metrics is not None:
-                    self.metrics.fetched.inc(len(data))
-            return offset
+                    data = await anext(chunks, None)
+                await queue.put(data)
+                if data is None:
+                    return
+        except (errdefs.ErrdefsError, TimeoutError) as e:
+            await queue.put(_why(e, self.stall_timeout))
         finally:
             aclose = getattr(chunks, "aclose", None)
             if aclose is not None:

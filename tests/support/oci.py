@@ -217,3 +217,19 @@ def blob_digests(tar_path: Path) -> dict[str, int]:
             for m in tar.getmembers()
             if m.name.startswith("blobs/sha256/")
         }
+
+
+def manifest_layers(tar_path: Path) -> list[str]:
+    """The layer digests of the (one) image in an OCI layout tar, in order."""
+    with tarfile.open(tar_path) as tar:
+
+        def blob(digest: str) -> dict[str, object]:
+            f = tar.extractfile("blobs/sha256/" + digest.split(":", 1)[1])
+            assert f is not None
+            return dict(json.loads(f.read()))
+
+        index_file = tar.extractfile("index.json")
+        assert index_file is not None
+        index = json.loads(index_file.read())
+        manifest = blob(index["manifests"][0]["digest"])
+        return [str(layer["digest"]) for layer in manifest["layers"]]  # type: ignore[attr-defined]
