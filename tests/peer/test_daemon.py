@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tarfile
 import urllib.request
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ import grpc
 import pytest
 
 from api.containerd.services.content.v1 import content_pb2, content_pb2_grpc
+from tests.daemon.test_task_metrics import promtool_findings
 from tests.metadata.berthd import metadata_berthd
 from tests.peer.certs import CertAuthority, NodeCert
 from tests.peer.daemon import (
@@ -170,3 +172,18 @@ def test_plain_tcp_is_for_loopback_only() -> None:
             plugin_exports(b)
         # The daemon runs without it.
         assert b.ctr("version").returncode == 0
+
+
+@pytest.mark.promtool
+def test_promtool_accepts_the_peer_families(node: Berthd) -> None:
+    if shutil.which("promtool") is None:
+        pytest.skip("needs promtool (Debian package prometheus)")
+    port = node.metrics_port  # type: ignore[attr-defined]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/metrics", timeout=10) as r:
+        page = r.read()
+    ours = [
+        line
+        for line in promtool_findings(page)
+        if "berthd_content_peer" in line or "berthd_content_client" in line
+    ]
+    assert ours == []
