@@ -6,6 +6,7 @@
     berthd --address SOCK publish --topic T --namespace NS   (event on stdin)
     berthd cluster ls         the nodes sharing this node's etcd metadata (live or not)
     berthd cluster holders NS DIGEST   which nodes hold a blob
+    berthd cluster check      the content index's invariants hold
 
 Without ``--config``, /etc/berthd/config.toml is read when it exists;
 otherwise the embedded default runs the content, snapshotter and diff
@@ -98,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     cl = commands.add_parser("cluster", help="the nodes sharing the etcd metadata backend")
     cl_commands = cl.add_subparsers(dest="cluster_command", metavar="SUBCOMMAND", required=True)
     sub = cl_commands.add_parser("ls", help="every node: live or not, host, pid, blobs held")
+    _add_options(sub, suppress=True)
+    sub = cl_commands.add_parser("check", help="check the content index's invariants")
     _add_options(sub, suppress=True)
     sub = cl_commands.add_parser("holders", help="the nodes that hold a blob")
     sub.add_argument("namespace")

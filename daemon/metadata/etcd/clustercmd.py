@@ -40,6 +40,11 @@ async def run(settings: EtcdSettings, command: str, args: list[str], out: TextIO
                 [h.node, "yes" if h.live else "no"] for h in await view.holders(namespace, digest)
             ]
             _table(rows, out)
+        elif command == "check":
+            problems = await view.problems()
+            if problems:
+                raise errdefs.FailedPrecondition("; ".join(problems))
+            out.write("ok\n")
         else:
             raise errdefs.InvalidArgument(f"unknown cluster command {command!r}")
     except Unreachable as e:
