@@ -152,10 +152,11 @@ class EtcdTx:
     # ------------------------------------------------------------------ blobs
 
     def _get_blob(self, key: tuple[str, ...]) -> records.Blob | None:
-        if self.kv.get(self._holds.key(key)) is None:
+        hold, raw = self.kv.get_many([self._holds.key(key), self._records.key(key)])
+        if hold is None or raw is None:
             return None
-        raw = self.kv.get(self._records.key(key))
-        return None if raw is None else values.decode(records.Blob, raw)
+        blob: records.Blob = values.decode(records.Blob, raw)
+        return blob
 
     def _scan_blobs(self, prefix: tuple[str, ...]) -> list[records.Blob]:
         held = {self._holds.fields(k) for k in self.kv.scan(self._holds, prefix)}
