@@ -40,6 +40,7 @@ from services.snapshotter.snapshotter import Snapshotter
 log = logging.getLogger(__name__)
 
 METADATA_ID = "berthd"
+METADATA_URI = f"{registry.METADATA}.{METADATA_ID}"
 DB_FILE = backends.DB_FILE
 
 

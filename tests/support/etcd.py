@@ -24,6 +24,7 @@ import pytest
 
 from api.etcd.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from tests.support import Proc, free_port
+from tests.support.tls import Pki
 
 ETCD = "etcd"
 
@@ -41,10 +42,11 @@ class Member:
     peer_port: int
     log: Path
     proc: Proc | None = field(default=None)
+    scheme: str = "http"
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{self.scheme}://127.0.0.1:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -56,10 +58,20 @@ class Member:
 
 
 class EtcdCluster:
-    def __init__(self, workdir: Path, size: int = 1, *extra: str) -> None:
+    """``tls``: clients must come over TLS with a certificate ``tls.ca`` signed."""
+
+    def __init__(self, workdir: Path, size: int = 1, *extra: str, tls: Pki | None = None) -> None:
         self.workdir = workdir
         self.token = uuid.uuid4().hex[:12]
-        self.extra = extra
+        self.tls = tls
+        self.extra: tuple[str, ...] = extra
+        if tls is not None:
+            self.extra += (
+                "--cert-file", str(tls.server_cert),
+                "--key-file", str(tls.server_key),
+                "--trusted-ca-file", str(tls.ca),
+                "--client-cert-auth",
+            )  # fmt: skip
         self.members = [
             Member(
                 f"m{i}",
@@ -67,6 +79,7 @@ class EtcdCluster:
                 free_port(),
                 free_port(),
                 workdir / f"m{i}.log",
+                scheme="https" if tls else "http",
             )
             for i in range(size)
         ]
@@ -123,8 +136,17 @@ class EtcdCluster:
     def leader_answers(self, i: int) -> bool:
         """Member ``i`` serves a linearizable read (it has a leader and quorum)."""
         m = self.members[i]
+        target = f"127.0.0.1:{m.client_port}"
+        if self.tls is not None:
+            t = self.tls
+            creds = grpc.ssl_channel_credentials(
+                t.ca.read_bytes(), t.client_key.read_bytes(), t.client_cert.read_bytes()
+            )
+            channel = grpc.secure_channel(target, creds)
+        else:
+            channel = grpc.insecure_channel(target)
         try:
-            with grpc.insecure_channel(f"127.0.0.1:{m.client_port}") as ch:
+            with channel as ch:
                 rpc_pb2_grpc.KVStub(ch).Range(rpc_pb2.RangeRequest(key=b"/health"), timeout=1.0)
             return True
         except grpc.RpcError:
@@ -157,9 +179,11 @@ class EtcdCluster:
 
 
 @contextlib.contextmanager
-def etcd_cluster(workdir: Path, size: int = 1, *extra: str) -> Iterator[EtcdCluster]:
+def etcd_cluster(
+    workdir: Path, size: int = 1, *extra: str, tls: Pki | None = None
+) -> Iterator[EtcdCluster]:
     need_etcd()
-    cluster = EtcdCluster(workdir, size, *extra)
+    cluster = EtcdCluster(workdir, size, *extra, tls=tls)
     try:
         yield cluster.start()
     finally:

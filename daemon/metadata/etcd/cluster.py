@@ -87,3 +87,31 @@ class ClusterView:
             Holder(node, node in live)
             for node in sorted(space.fields(kv.key)[-1] for kv in resp.kvs)
         ]
+
+    async def problems(self) -> list[str]:
+        """What breaks the content index's invariants (each operation keeps
+        them in one transaction, so this stays empty whatever was killed when):
+        a record without holders, a holder without its record or its node's
+        hold, a hold without its holder key."""
+        L = self.layout
+        records_space, holders_space = L.cluster["blobs"], L.cluster["holders"]
+        recs = {
+            records_space.fields(kv.key)
+            for kv in (await self._range(records_space.prefix(()), keys_only=True)).kvs
+        }
+        holders = {
+            holders_space.fields(kv.key)
+            for kv in (await self._range(holders_space.prefix(()), keys_only=True)).kvs
+        }
+        members = await self._range(L.members.prefix(()), keys_only=True)
+        holds: set[tuple[str, ...]] = set()
+        for kv in members.kvs:
+            node = L.members.fields(kv.key)[0]
+            space = L.node_tables(node)["blobs"]
+            found = await self._range(space.prefix(()), keys_only=True)
+            holds |= {(*space.fields(k.key), node) for k in found.kvs}
+        out = [f"blob {ns} {d} has no holder" for ns, d in sorted(recs - {h[:2] for h in holders})]
+        out += [f"holder {h} has no blob record" for h in sorted(holders) if h[:2] not in recs]
+        out += [f"holder {h} has no hold on its node" for h in sorted(holders - holds)]
+        out += [f"hold {h} has no holder key" for h in sorted(holds - holders)]
+        return out

@@ -29,6 +29,7 @@ from daemon.metadata.etcd.layout import Layout, Space, range_end
 PAGE = 5000
 
 ReadFn = Callable[[rpc_pb2.RangeRequest], rpc_pb2.RangeResponse]
+TxnReadFn = Callable[[rpc_pb2.TxnRequest], rpc_pb2.TxnResponse]
 Rows = dict[bytes, tuple[bytes, int]]  # key -> (value, mod revision)
 
 MOD = rpc_pb2.Compare.MOD
@@ -74,9 +75,10 @@ class ReadSet:
 
 
 class KVTx:
-    def __init__(self, layout: Layout, read: ReadFn) -> None:
+    def __init__(self, layout: Layout, read: ReadFn, read_txn: TxnReadFn | None = None) -> None:
         self.layout = layout
         self._read = read
+        self._read_txn = read_txn
         self.rev = 0
         self._points: dict[bytes, tuple[bytes | None, int]] = {}
         self._scans: dict[bytes, Rows] = {}
@@ -125,6 +127,47 @@ class KVTx:
             if prefix.startswith(p):
                 return {k: v for k, v in covering.items() if k.startswith(prefix)}
         return None
+
+    def _local(self, key: bytes) -> tuple[bool, bytes | None]:
+        """(True, value) when this transaction already knows ``key``."""
+        if key in self.writes:
+            return True, self.writes[key]
+        if self._range_deleted(key):
+            return True, None
+        hit = self._points.get(key)
+        if hit is not None:
+            return True, hit[0]
+        for p, rows in self._scans.items():
+            if key.startswith(p):
+                row = rows.get(key)
+                return True, row[0] if row is not None else None
+        return False, None
+
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        """Like ``get`` for each key, in one round trip for those not known yet."""
+        need = [k for k in keys if not self._local(k)[0]]
+        if len(need) > 1 and self._read_txn is not None:
+            req = rpc_pb2.TxnRequest(
+                success=[
+                    rpc_pb2.RequestOp(
+                        request_range=rpc_pb2.RangeRequest(
+                            key=k, revision=self.rev, serializable=self.rev != 0
+                        )
+                    )
+                    for k in need
+                ]
+            )
+            resp = self._read_txn(req)
+            self.reads_issued += 1
+            if self.rev == 0:
+                self.rev = resp.header.revision
+                self.reads.rev = self.rev
+            for k, r in zip(need, resp.responses, strict=True):
+                kvs = r.response_range.kvs
+                value, mod = (kvs[0].value, kvs[0].mod_revision) if kvs else (None, 0)
+                self._points[k] = (value, mod)
+                self.reads.eq[k] = mod
+        return [self.get(k) for k in keys]
 
     def get(self, key: bytes) -> bytes | None:
         if key in self.writes:

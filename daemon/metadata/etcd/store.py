@@ -286,11 +286,22 @@ class EtcdStore:
 
         return read
 
+    def _txn_reader(self, deadline: float) -> kvtx.TxnReadFn:
+        loop = self._loop
+        assert loop is not None
+        client = self.client
+
+        def read(req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
+            coro = client.txn(req, deadline, read_only=True)
+            return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+        return read
+
     async def _attempt(
         self, fn: Callable[[EtcdTx], T], writable: bool, divisible: bool, deadline: float
     ) -> T:
         self.stats["transactions"] += 1
-        kv = kvtx.KVTx(self.layout, self._reader(deadline))
+        kv = kvtx.KVTx(self.layout, self._reader(deadline), self._txn_reader(deadline))
         tx = EtcdTx(kv, self.layout, writable)
         assert self._loop is not None
         result = await self._loop.run_in_executor(self._pool, fn, tx)

@@ -3,7 +3,8 @@
 Namespaces and images are cluster-wide; containers, leases, their
 resources, ingests and snapshots are this node's (``layout``).  Blobs are
 the content index: ``put`` records the blob cluster-wide and this node as a
-holder, ``get``/``scan`` show the blobs this node holds, ``delete`` drops
+holder (a node joining the holders keeps the labels already there and adds
+its own), ``get``/``scan`` show the blobs this node holds, ``delete`` drops
 this node's hold and the record with its last holder.
 
 Deleting a namespace also checks the other nodes: it is refused while any
@@ -13,6 +14,7 @@ the namespace store's check).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -111,6 +113,7 @@ class EtcdTx:
         self._check_writable()
         key = table.key_of(record)
         if table is BLOBS:
+            assert isinstance(record, records.Blob)
             self._put_blob(key, record)
             return
         self.kv.put(self._spaces[table.name].key(key), values.encode(record))
@@ -149,10 +152,11 @@ class EtcdTx:
     # ------------------------------------------------------------------ blobs
 
     def _get_blob(self, key: tuple[str, ...]) -> records.Blob | None:
-        if self.kv.get(self._holds.key(key)) is None:
+        hold, raw = self.kv.get_many([self._holds.key(key), self._records.key(key)])
+        if hold is None or raw is None:
             return None
-        raw = self.kv.get(self._records.key(key))
-        return None if raw is None else values.decode(records.Blob, raw)
+        blob: records.Blob = values.decode(records.Blob, raw)
+        return blob
 
     def _scan_blobs(self, prefix: tuple[str, ...]) -> list[records.Blob]:
         held = {self._holds.fields(k) for k in self.kv.scan(self._holds, prefix)}
@@ -165,14 +169,26 @@ class EtcdTx:
             if self._records.fields(k) in held
         ]
 
-    def _put_blob(self, key: tuple[str, ...], record: object) -> None:
-        self.kv.put(self._records.key(key), values.encode(record))
+    def _put_blob(self, key: tuple[str, ...], record: records.Blob) -> None:
+        rec_key = self._records.key(key)
         if self.kv.get(self._holds.key(key)) is None:
+            # Joining the holders of a blob another node recorded: its labels
+            # are the cluster's (e.g. the references an unpack added there),
+            # so they stay, with this commit's added.
+            raw = self.kv.get(rec_key)
+            if raw is not None:
+                current: records.Blob = values.decode(records.Blob, raw)
+                record = dataclasses.replace(
+                    record,
+                    labels={**current.labels, **record.labels},
+                    created_at=current.created_at,
+                )
             self.kv.put(self._holds.key(key), b"{}")
             self.kv.put(
                 self._holders.key((*key, self.node)),
                 json.dumps({"since": records.now_ns()}).encode(),
             )
+        self.kv.put(rec_key, values.encode(record))
 
     def _other_holders(self, key: tuple[str, ...]) -> list[str]:
         ns = key[0]
