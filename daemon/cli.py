@@ -4,6 +4,9 @@
     berthd config default     a working config (the embedded default)
     berthd config dump        the effective config, after imports and flags
     berthd --address SOCK publish --topic T --namespace NS   (event on stdin)
+    berthd cluster ls         the nodes sharing this node's etcd metadata (live or not)
+    berthd cluster holders NS DIGEST   which nodes hold a blob
+    berthd cluster check      the content index's invariants hold
 
 Without ``--config``, /etc/berthd/config.toml is read when it exists;
 otherwise the embedded default runs the content, snapshotter and diff
@@ -21,6 +24,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from api.errdefs import FailedPrecondition
 from daemon import config as configuration
 from daemon import embedded
 from daemon.config import Config, Overrides
@@ -93,6 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("--topic", required=True, help="event topic, e.g. /tasks/exit")
     pub.add_argument("--namespace", required=True, help="namespace the event belongs to")
     _add_options(pub, suppress=True)
+    cl = commands.add_parser("cluster", help="the nodes sharing the etcd metadata backend")
+    cl_commands = cl.add_subparsers(dest="cluster_command", metavar="SUBCOMMAND", required=True)
+    sub = cl_commands.add_parser("ls", help="every node: live or not, host, pid, blobs held")
+    _add_options(sub, suppress=True)
+    sub = cl_commands.add_parser("check", help="check the content index's invariants")
+    _add_options(sub, suppress=True)
+    sub = cl_commands.add_parser("holders", help="the nodes that hold a blob")
+    sub.add_argument("namespace")
+    sub.add_argument("digest")
+    _add_options(sub, suppress=True)
     return parser
 
 
@@ -136,6 +150,21 @@ def _config_command(args: argparse.Namespace) -> None:
     sys.stdout.write(configuration.to_toml(cfg, plugin_configs(cfg, builtin_registrations())))
 
 
+def _cluster_command(args: argparse.Namespace) -> None:
+    from daemon.metadata import backends
+    from daemon.metadata.etcd import clustercmd
+    from daemon.metadata.plugin import METADATA_URI, MetadataConfig
+
+    cfg = load_config(args)
+    meta = plugin_configs(cfg, builtin_registrations()).get(METADATA_URI)
+    if not isinstance(meta, MetadataConfig) or meta.backend != "etcd":
+        raise FailedPrecondition(f"{cfg.source or 'config'}: the metadata backend is not etcd")
+    extra = [args.namespace, args.digest] if args.cluster_command == "holders" else []
+    asyncio.run(
+        clustercmd.run(backends.etcd_settings(meta), args.cluster_command, extra, sys.stdout)
+    )
+
+
 async def _serve(cfg: Config) -> None:
     await Daemon(cfg).serve()
 
@@ -143,6 +172,9 @@ async def _serve(cfg: Config) -> None:
 def _run(args: argparse.Namespace) -> None:
     if args.command == "config":
         _config_command(args)
+        return
+    if args.command == "cluster":
+        _cluster_command(args)
         return
     if args.command == "publish":
         address = args.address or os.path.join(configuration.DEFAULT_STATE, "berthd.sock")

@@ -26,6 +26,7 @@ from daemon.capabilities import Closeable, GrpcService, Readiness, ServesGrpc, S
 from daemon.config import Config
 from daemon.metadata import plugin as metadata_plugin
 from daemon.metrics import DaemonMetrics, FederatingRegistry
+from daemon.peer import plugin as peer_plugin
 from daemon.proxyplugins import ProxyOptions, ScrapeTargets
 from daemon.registry import (
     InitContext,
@@ -69,6 +70,7 @@ def builtin_registrations() -> list[Registration]:
             ]
         ),
         *tasks_plugin.REGISTRATIONS,
+        *peer_plugin.REGISTRATIONS,
     ]
 
 

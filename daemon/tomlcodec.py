@@ -42,6 +42,16 @@ class ConfigError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
+class FieldError(ValueError):
+    """Raised by a config dataclass's ``__post_init__`` about one of its keys;
+    ``decode`` turns it into a ``ConfigError`` naming the file and the full key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}")
+
+
 def key_path(prefix: str, key: str) -> str:
     part = key if _BARE_KEY.match(key) else json.dumps(key)
     return f"{prefix}.{part}" if prefix else part
@@ -81,7 +91,10 @@ def decode(cls: type[T], data: object, source: str, prefix: str = "", warn: bool
             kwargs[key] = value
             continue
         kwargs[key] = convert(hints[key], value, source, path, warn)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except FieldError as e:
+        raise ConfigError(source, key_path(prefix, e.key), e.message) from None
 
 
 def convert(tp: Any, value: object, source: str, path: str, warn: bool = True) -> Any:

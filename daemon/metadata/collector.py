@@ -14,6 +14,7 @@ from daemon.metadata.content import NamespacedContent
 from daemon.metadata.db import MetadataDB
 from daemon.metadata.gc import SweepResult, mark_and_sweep
 from daemon.metadata.snapshots import NamespacedSnapshotter
+from daemon.metadata.store import DivisibleUpdates, Tx
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,23 @@ class Collector:
         stats = GCStats()
         t0 = time.perf_counter()
         now = datetime.now(UTC)
-        stats.sweep = await db.store.update(lambda tx: mark_and_sweep(tx, now))
+        store = db.store
+        if isinstance(store, DivisibleUpdates):
+            # A sweep run again after part of it was committed removed
+            # things in each run: every run's backends may hold garbage.
+            runs: list[SweepResult] = []
+
+            def sweep(tx: Tx) -> SweepResult:
+                result = mark_and_sweep(tx, now)
+                runs.append(result)
+                return result
+
+            stats.sweep = await store.update_divisible(sweep)
+            for run in runs:
+                content_dirty = content_dirty or run.content
+                dirty_snapshotters |= run.snapshotters
+        else:
+            stats.sweep = await store.update(lambda tx: mark_and_sweep(tx, now))
         stats.metadata = time.perf_counter() - t0
         content_dirty = content_dirty or stats.sweep.content
         dirty_snapshotters |= stats.sweep.snapshotters

@@ -18,44 +18,57 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from api import errdefs
-from api.goduration import parse_duration
-from daemon import health as daemon_health
 from daemon import registry
 from daemon.capabilities import GrpcService, Liveness
 from daemon.events import plugin as events_plugin
 from daemon.events.exchange import Exchange
+from daemon.metadata import backends
+from daemon.metadata.durations import parse_duration as parse_duration
 from daemon.metadata.scheduler import GCScheduler, SchedulerConfig
 from daemon.metadata.services import MetadataServices, Service
-from daemon.metadata.sqlite import SqliteStore
 from daemon.metrics import DaemonMetrics
 from daemon.registry import InitContext, Registration
 from services.content.store import ContentStore
-from services.harness.health import HealthServicer
+from services.harness.health import NOT_SERVING, SERVING, HealthServicer
 from services.snapshotter.snapshotter import Snapshotter
 
 log = logging.getLogger(__name__)
 
 METADATA_ID = "berthd"
-DB_FILE = "meta.db"
+METADATA_URI = f"{registry.METADATA}.{METADATA_ID}"
+DB_FILE = backends.DB_FILE
 
 
 @dataclass(frozen=True)
 class MetadataConfig:
     """``[plugins."io.containerd.metadata.v1.berthd"]``."""
 
-    backend: str = "sqlite"  # etcd: not yet
+    backend: str = "sqlite"  # or "etcd": several nodes share one cluster's metadata
     # containerd's bolt plugin key: "shared" lets a namespace take a blob
     # another namespace has by naming its digest; "isolated" makes it send
     # the bytes.
     content_sharing_policy: str = "shared"
     # SQLite's synchronous pragma: FULL (durable at every commit) or NORMAL.
     synchronous: str = "FULL"
+    # backend = "etcd" (daemon.metadata.etcd.settings says what each means).
+    endpoints: tuple[str, ...] = ()
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+    prefix: str = "/berthd"
+    node: str = ""  # default: the host name
+    dial_timeout: str = "5s"
+    request_timeout: str = "5s"
+    lease_ttl: str = "10s"
+    max_txn_ops: int = 128
+
+    def __post_init__(self) -> None:
+        backends.check(self)
 
 
 @dataclass(frozen=True)
@@ -97,19 +110,15 @@ async def wait_up(backends: Sequence[object]) -> None:
 
 async def _init_metadata(ic: InitContext) -> MetadataServices:
     cfg: MetadataConfig = ic.config
-    if cfg.backend != "sqlite":
-        raise errdefs.InvalidArgument(f"metadata backend {cfg.backend!r} is not supported")
     if cfg.content_sharing_policy not in ("shared", "isolated"):
         raise errdefs.InvalidArgument(
             f"unknown content sharing policy {cfg.content_sharing_policy!r}"
         )
     exchange = ic.plugins.get(registry.EVENT)
     assert isinstance(exchange, Exchange)
-    path = os.path.join(ic.root, DB_FILE)
-    store = SqliteStore(path, synchronous=cfg.synchronous)
+    store = await backends.open_store(cfg, ic.root, ic.meta.exports)
     content = _content_backend(ic)
     snapshotters = _snapshotters(ic)
-    ic.meta.exports["path"] = path
     ic.meta.exports["policy"] = cfg.content_sharing_policy
     md = MetadataServices(
         store,
@@ -172,20 +181,39 @@ def _service_init(name: str) -> Callable[[InitContext], Any]:
 _BACKED_BY = {"content": registry.CONTENT, "snapshots": registry.SNAPSHOT}
 
 
+def _follow(
+    health: HealthServicer, service: str, store: Liveness | None, backends: Sequence[Liveness]
+) -> Callable[[], None]:
+    """Keep ``service`` SERVING while the store (if it reports liveness) and
+    any of ``backends`` (if there are some) are up; returns the sync function."""
+
+    def sync(_: bool = False) -> None:
+        ok = (store is None or store.up) and (not backends or any(b.up for b in backends))
+        health.set(service, SERVING if ok else NOT_SERVING)
+
+    for c in [*backends, *([store] if store is not None else [])]:
+        c.on_change(sync)
+    return sync
+
+
 def _grpc_init(name: str) -> Callable[[InitContext], Any]:
     async def init(ic: InitContext) -> GrpcService:
         svc = ic.plugins.get_by_id(registry.SERVICE, f"{name}-service")
         assert isinstance(svc, Service)
         on_serving = None
         health = ic.optional(HealthServicer)
-        if name in _BACKED_BY and health is not None:
-            live = [
-                p.instance
-                for p in ic.by_type(_BACKED_BY[name]).values()
-                if isinstance(p.instance, Liveness)
-            ]
-            if live:
-                on_serving = daemon_health.follow(health, svc.name, live)
+        if health is not None:
+            live = []
+            if name in _BACKED_BY:
+                live = [
+                    p.instance
+                    for p in ic.by_type(_BACKED_BY[name]).values()
+                    if isinstance(p.instance, Liveness)
+                ]
+            store = _metadata(ic).db.store
+            store_live = store if isinstance(store, Liveness) else None
+            if live or store_live is not None:
+                on_serving = _follow(health, svc.name, store_live, live)
         return GrpcService((svc.name,), svc.register, on_serving=on_serving)
 
     return init

@@ -31,7 +31,7 @@ from daemon.metadata.namespaces import NamespaceStore
 from daemon.metadata.scheduler import GCScheduler, SchedulerConfig
 from daemon.metadata.servicers import containers, content, images, leases, namespaces, snapshots
 from daemon.metadata.snapshots import NamespacedSnapshotter
-from daemon.metadata.store import MetadataStore
+from daemon.metadata.store import ClusterChanges, MetadataStore
 from services.content.store import ContentStore
 from services.snapshotter.snapshotter import Snapshotter
 
@@ -75,10 +75,17 @@ class MetadataServices:
         self.gc_metrics: metrics.GCMetrics | None = None
         self.scheduler = GCScheduler(self.collector.collect, gc, on_collected=self._observe)
         self.db.register_mutation_callback(self.scheduler.mutation_callback)
+        if isinstance(store, ClusterChanges):
+            store.on_cluster_change(self._cluster_changed)
         self.on_close: list[Callable[[], Awaitable[None]]] = []
         # Checks run before a container is deleted (the tasks plugin refuses
         # while the container has a task, where containerd's client does).
         self.container_delete_guards: list[containers.DeleteGuard] = []
+
+    def _cluster_changed(self) -> None:
+        """Another node removed references: this node's blobs and snapshots may be garbage."""
+        self.db.dirty_snapshotters.update(self.snapshotters)
+        self.db.mark(dirty=True, content=True)
 
     def _observe(self, stats: GCStats | None, elapsed: float) -> None:
         if self.gc_metrics is not None:

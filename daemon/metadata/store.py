@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from daemon.metadata import records
 
@@ -134,4 +134,27 @@ class MetadataStore(Protocol):
 
     async def close(self) -> None:
         """Finish pending transactions and release the store; idempotent."""
+        ...
+
+
+@runtime_checkable
+class DivisibleUpdates(Protocol):
+    """A store whose largest transactions may have to be committed in parts (etcd)."""
+
+    async def update_divisible(self, fn: Callable[[Tx], T]) -> T:
+        """Like ``update``, for a function whose writes are each valid on their
+        own given what it read (the collector's sweep): they may land in
+        several commits, each checked against everything ``fn`` read; when a
+        later part finds the state changed, the parts already committed stay
+        and ``fn`` runs again on the new state."""
+        ...
+
+
+@runtime_checkable
+class ClusterChanges(Protocol):
+    """A store shared with other nodes, which tells when they may have freed garbage here."""
+
+    def on_cluster_change(self, fn: Callable[[], None]) -> None:
+        """``fn()`` runs after another node deleted or rewrote an image (or the
+        store lost track): a collection is due."""
         ...

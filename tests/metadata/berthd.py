@@ -5,6 +5,8 @@ all under one directory (the launcher is ``tests.support.berthd.Berthd``)."""
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 from pathlib import Path
 
 from tests.support import PYTHON
@@ -60,3 +62,60 @@ version = 2
 def metadata_berthd(d: Path, extra_toml: str = "") -> Berthd:
     """``extra_toml`` goes at the end of the config (e.g. a plugin section)."""
     return Berthd(d, config_toml(d, extra_toml), "--log-level", "info")
+
+
+def etcd_toml(
+    endpoints: list[str],
+    prefix: str,
+    node: str,
+    *,
+    request_timeout: str = "5s",
+    lease_ttl: str = "3s",
+    more: str = "",
+) -> str:
+    """The metadata plugin's section for the etcd backend."""
+    eps = ", ".join(_q(e) for e in endpoints)
+    return f"""
+[plugins."io.containerd.metadata.v1.berthd"]
+  backend = "etcd"
+  endpoints = [{eps}]
+  prefix = {_q(prefix)}
+  node = {_q(node)}
+  dial_timeout = "2s"
+  request_timeout = {_q(request_timeout)}
+  lease_ttl = {_q(lease_ttl)}
+{more}"""
+
+
+def plugin_details(b: Berthd, type_: str, id_: str) -> tuple[dict[str, str], str]:
+    """A plugin's exports and status as ``ctr plugins ls -d`` prints them."""
+    out = b.ctr("plugins", "ls", "-d", f"type=={type_}", f"id=={id_}").stdout
+    exports: dict[str, str] = {}
+    status = ""
+    in_exports = False
+    for line in out.splitlines():
+        head = re.match(r"^(\w[\w ]*):\s*(.*)$", line)
+        if head:
+            in_exports = head.group(1) == "Exports"
+            if head.group(1) == "Status":
+                status = head.group(2).strip()
+            continue
+        if in_exports and line.strip():
+            key, _, value = line.strip().partition(" ")
+            exports[key] = value.strip()
+    return exports, status
+
+
+def metadata_exports(b: Berthd) -> dict[str, str]:
+    return plugin_details(b, "io.containerd.metadata.v1", "berthd")[0]
+
+
+def cluster_cli(b: Berthd, *args: str) -> subprocess.CompletedProcess[str]:
+    """``berthd cluster ...`` with ``b``'s config."""
+    return subprocess.run(
+        [PYTHON, "-m", "daemon.cli", "--config", str(b.workdir / "config.toml"), "cluster", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

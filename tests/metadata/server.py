@@ -30,6 +30,7 @@ from daemon.events.service import EventsServicer
 from daemon.metadata.scheduler import SchedulerConfig
 from daemon.metadata.services import MetadataServices
 from daemon.metadata.sqlite import SqliteStore
+from daemon.metadata.store import MetadataStore
 from services.content.local import LocalContentStore
 from services.content.store import ContentStore
 from services.harness.server import CHANNEL_OPTIONS, PluginServer, ServerConfig
@@ -91,14 +92,18 @@ async def meta_server(
     wrap: Callable[[Snapshotter], Snapshotter] | None = None,
     shared_content: bool = True,
     content: ContentStore | None = None,
+    store: MetadataStore | None = None,
 ) -> AsyncIterator[MetaServer]:
     """``wrap`` puts something (e.g. a remote-layer provider) in front of the native
     backend; ``content`` replaces the local content store under ``root``;
-    ``shared_content`` is the content sharing policy ("shared" or "isolated")."""
+    ``shared_content`` is the content sharing policy ("shared" or "isolated");
+    ``store`` is the metadata store (SQLite under ``root`` by default), closed
+    with the server."""
     local = LocalContentStore(root / "content")
     snap = NativeSnapshotter(root / "native")
     exchange = Exchange()
-    store = SqliteStore(root / "meta" / "meta.db")
+    if store is None:
+        store = SqliteStore(root / "meta" / "meta.db")
     backend: Snapshotter = wrap(snap) if wrap else snap
     services = MetadataServices(
         store,

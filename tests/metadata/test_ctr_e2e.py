@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from api.containerd.services.diff.v1 import diff_pb2
 from api.containerd.services.namespaces.v1 import namespace_pb2
 from api.containerd.services.snapshots.v1 import snapshots_pb2
 from api.containerd.types import mount_pb2
-from tests.metadata.berthd import metadata_berthd
+from tests.metadata.berthd import cluster_cli, etcd_toml, metadata_berthd, metadata_exports
+from tests.metadata.conftest import BACKEND_PARAMS
 from tests.support import need_root, short_tmpdir
 from tests.support.berthd import Berthd
 from tests.support.containerd import need_containerd
@@ -34,11 +36,20 @@ IMAGE = "docker.io/library/berth-test:latest"
 SN = ("--snapshotter", "native")
 
 
-@pytest.fixture(scope="module")
-def berthd() -> Iterator[Berthd]:
+def backend_toml(backend: str, request: pytest.FixtureRequest, node: str) -> str:
+    """The metadata plugin's section for ``backend`` (SQLite is the default: none)."""
+    if backend != "etcd":
+        return ""
+    endpoints = request.getfixturevalue("etcd_endpoints")
+    return etcd_toml(endpoints, f"/e2e-{uuid.uuid4().hex[:8]}", node)
+
+
+@pytest.fixture(scope="module", params=BACKEND_PARAMS)
+def berthd(request: pytest.FixtureRequest) -> Iterator[Berthd]:
     need_containerd()
     need_root()
-    with short_tmpdir("be") as d, metadata_berthd(d) as b:
+    extra = backend_toml(request.param, request, "e2e")
+    with short_tmpdir("be") as d, metadata_berthd(d, extra) as b:
         b.wait_startup_gc()  # the tests write content that no lease holds
         yield b
 
@@ -246,6 +257,16 @@ def test_containers(berthd: Berthd, image_tar: Path) -> None:
     assert rows(b.ctr("containers", "ls", namespace=ns).stdout) == []
 
 
+def test_the_metadata_plugin_names_its_backend(
+    berthd: Berthd, request: pytest.FixtureRequest
+) -> None:
+    exports = metadata_exports(berthd)
+    backend = request.node.callspec.params["berthd"]
+    assert exports["backend"] == backend, exports
+    if backend == "etcd":
+        assert (exports["node"], exports["state"], exports["nodes"]) == ("e2e", "ok", "e2e")
+
+
 def test_leases(berthd: Berthd) -> None:
     b = berthd
     b.ctr("leases", "create", "--id", "l1", "--expires", "1h", "who=me", namespace="ls")
@@ -293,9 +314,10 @@ def test_events(berthd: Berthd, image_tar: Path) -> None:
 
 
 @pytest.mark.slow
-def test_kill9_in_the_middle_of_an_import() -> None:
+def test_kill9_in_the_middle_of_an_import(backend: str, request: pytest.FixtureRequest) -> None:
     need_containerd()
     need_root()
+    extra = backend_toml(backend, request, "k9")
     with short_tmpdir("bk") as d:
         big = build_image_tar(
             d / "big.tar",
@@ -303,7 +325,7 @@ def test_kill9_in_the_middle_of_an_import() -> None:
             layers=[{f"data/{i}": os.urandom(4 << 20) for i in range(8)}],
             compression="gzip",
         )
-        b = metadata_berthd(d)
+        b = metadata_berthd(d, extra)
         try:
             b.start()
             argv = ["ctr", "--address", b.address, "images", "import", *SN, str(big)]
@@ -318,6 +340,10 @@ def test_kill9_in_the_middle_of_an_import() -> None:
             assert importing.returncode != 0, "the import finished before the kill"
 
             b.start()
+            if backend == "etcd":
+                # No half-written record anywhere in the cluster's index.
+                checked = cluster_cli(b, "check")
+                assert checked.returncode == 0 and checked.stdout == "ok\n", checked.stderr
             # Consistent: whatever the metadata lists is complete.
             images = rows(b.ctr("images", "ls").stdout)
             if images:
@@ -342,6 +368,8 @@ def test_kill9_in_the_middle_of_an_import() -> None:
             assert not any((d / "snap" / "snapshots").iterdir())
             statuses = rows(b.ctr("content", "active").stdout)
             assert statuses == []
+            if backend == "etcd":
+                assert cluster_cli(b, "check").returncode == 0
         finally:
             b.stop()
             print(b.output()[-5000:])

@@ -1,39 +1,47 @@
-"""The SQLite metadata store: tables, transactions, durability."""
+"""The metadata store contract, on every backend: tables, transactions, durability.
+
+The same tests run on SQLite and on etcd (a real single-member cluster, see
+``conftest``); backend-specific behaviour lives in ``test_store_sqlite`` and
+``test_store_etcd``.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from pathlib import Path
 
 import pytest
 
 from api import errdefs
 from daemon.metadata import records
-from daemon.metadata.sqlite import SCHEMA_VERSION, SqliteStore
 from daemon.metadata.store import (
+    BLOBS,
     CONTAINERS,
     IMAGES,
     LEASE_RESOURCES,
+    LEASES,
     NAMESPACES,
     SNAPSHOTS,
+    MetadataStore,
     Tx,
 )
+from tests.metadata.stores import StoreMaker
+
+DIGEST = "sha256:" + "a" * 64
 
 
 def image(ns: str, name: str) -> records.Image:
     return records.Image(
         ns,
         name,
-        records.Descriptor("application/x", "sha256:" + "a" * 64, 3, {"a": "b"}),
+        records.Descriptor("application/x", DIGEST, 3, {"a": "b"}),
         {"l": "v"},
         1,
         2,
     )
 
 
-async def test_roundtrip_every_field(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "m.db")
+async def test_roundtrip_every_field(stores: StoreMaker) -> None:
+    store = await stores.open()
     try:
         img = image("ns1", "docker.io/x:1")
         c = records.Container(
@@ -64,8 +72,8 @@ async def test_roundtrip_every_field(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_scan_prefixes_and_order(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "m.db")
+async def test_scan_prefixes_and_order(stores: StoreMaker) -> None:
+    store = await stores.open()
     try:
 
         def put(tx: Tx) -> None:
@@ -92,8 +100,94 @@ async def test_scan_prefixes_and_order(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_a_failing_transaction_leaves_nothing(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "m.db")
+async def test_keys_with_separators_stay_apart_and_in_order(stores: StoreMaker) -> None:
+    """Key fields may hold "/", "%" and any text: a prefix never matches a
+    longer field, and order is the fields' order."""
+    store = await stores.open()
+    names = ["a", "a/b", "a%2Fb", "a b", "a-b", "ab", "é", "a/", "%"]
+    try:
+
+        def put(tx: Tx) -> None:
+            for ns in ("x", "x/y", "x%"):
+                for name in names:
+                    tx.put(IMAGES, image(ns, name))
+
+        await store.update(put)
+        for ns in ("x", "x/y", "x%"):
+            found = await store.view(lambda tx, ns=ns: tx.scan(IMAGES, ns))
+            assert [i.name for i in found] == sorted(names)
+            assert {i.namespace for i in found} == {ns}
+        got = await store.view(lambda tx: tx.get(IMAGES, "x/y", "a/b"))
+        assert got is not None and got.namespace == "x/y" and got.name == "a/b"
+        assert await store.view(lambda tx: tx.get(IMAGES, "x", "y/a")) is None
+        everything = await store.view(lambda tx: tx.scan(IMAGES))
+        assert [(i.namespace, i.name) for i in everything] == sorted(
+            (ns, n) for ns in ("x", "x/y", "x%") for n in names
+        )
+    finally:
+        await store.close()
+
+
+async def test_a_transaction_reads_its_own_writes(stores: StoreMaker) -> None:
+    store = await stores.open()
+    try:
+        await store.update(
+            lambda tx: [tx.put(LEASES, records.Lease("n", f"l{i}")) for i in range(3)]
+        )
+
+        def txn(tx: Tx) -> tuple[list[str], list[str], int, list[str]]:
+            tx.put(LEASES, records.Lease("n", "l9"))
+            tx.delete(LEASES, "n", "l0")
+            seen = [le.id for le in tx.scan(LEASES, "n")]
+            assert tx.get(LEASES, "n", "l9") is not None
+            assert tx.get(LEASES, "n", "l0") is None
+            dropped = tx.delete_all(LEASES, "n")
+            after = [le.id for le in tx.scan(LEASES, "n")]
+            tx.put(LEASES, records.Lease("n", "l5"))
+            return seen, after, dropped, [le.id for le in tx.scan(LEASES)]
+
+        seen, after, dropped, final = await store.update(txn)
+        assert seen == ["l1", "l2", "l9"]
+        assert (after, dropped, final) == ([], 3, ["l5"])
+        assert [le.id for le in await store.view(lambda tx: tx.scan(LEASES))] == ["l5"]
+    finally:
+        await store.close()
+
+
+async def test_full_keys_and_prefix_lengths_are_checked(stores: StoreMaker) -> None:
+    store = await stores.open()
+    try:
+        with pytest.raises(errdefs.InvalidArgument):
+            await store.view(lambda tx: tx.get(IMAGES, "ns"))
+        with pytest.raises(errdefs.InvalidArgument):
+            await store.update(lambda tx: tx.delete(IMAGES, "ns"))
+        with pytest.raises(errdefs.InvalidArgument):
+            await store.view(lambda tx: tx.scan(NAMESPACES, "a", "b"))
+    finally:
+        await store.close()
+
+
+async def test_blobs_put_get_delete(stores: StoreMaker) -> None:
+    store = await stores.open()
+    try:
+        blob = records.Blob("ns", DIGEST, 3, {"containerd.io/gc.root": "x"}, 1, 2)
+        await store.update(lambda tx: tx.put(BLOBS, blob))
+        assert await store.view(lambda tx: tx.get(BLOBS, "ns", DIGEST)) == blob
+        assert await store.view(lambda tx: tx.get(BLOBS, "other", DIGEST)) is None
+        assert await store.view(lambda tx: tx.scan(BLOBS, "ns")) == [blob]
+        relabelled = records.Blob("ns", DIGEST, 3, {}, 1, 3)
+        await store.update(lambda tx: tx.put(BLOBS, relabelled))
+        assert await store.view(lambda tx: tx.scan(BLOBS)) == [relabelled]
+        assert await store.view(lambda tx: tx.count(BLOBS, "ns")) == 1
+        assert await store.update(lambda tx: tx.delete(BLOBS, "ns", DIGEST))
+        assert not await store.update(lambda tx: tx.delete(BLOBS, "ns", DIGEST))
+        assert await store.view(lambda tx: tx.scan(BLOBS)) == []
+    finally:
+        await store.close()
+
+
+async def test_a_failing_transaction_leaves_nothing(stores: StoreMaker) -> None:
+    store = await stores.open()
     try:
 
         def half(tx: Tx) -> None:
@@ -108,8 +202,8 @@ async def test_a_failing_transaction_leaves_nothing(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_views_are_read_only(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "m.db")
+async def test_views_are_read_only(stores: StoreMaker) -> None:
+    store = await stores.open()
     try:
         with pytest.raises(errdefs.InvalidArgument):
             await store.view(lambda tx: tx.put(NAMESPACES, records.Namespace("x")))
@@ -119,15 +213,15 @@ async def test_views_are_read_only(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_sequence_only_grows_and_survives_reopen(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "m.db")
+async def test_sequence_only_grows_and_survives_reopen(stores: StoreMaker) -> None:
+    store = await stores.open()
     a = await store.update(lambda tx: tx.next_sequence())
     b = await store.update(lambda tx: tx.next_sequence())
     await store.update(
         lambda tx: tx.put(LEASE_RESOURCES, records.LeaseResource("n", "l", "content", "d"))
     )
     await store.close()
-    store = SqliteStore(tmp_path / "m.db")
+    store = await stores.open()
     try:
         c = await store.update(lambda tx: tx.next_sequence())
         assert a < b < c
@@ -136,29 +230,20 @@ async def test_sequence_only_grows_and_survives_reopen(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_closed_store_is_unavailable(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "m.db")
+async def test_closed_store_is_unavailable(stores: StoreMaker) -> None:
+    store = await stores.open()
     await store.close()
     await store.close()
     with pytest.raises(errdefs.Unavailable):
         await store.view(lambda tx: tx.scan(NAMESPACES))
 
 
-async def test_newer_schema_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "m.db"
-    await SqliteStore(path).close()
-    with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION + 1),))
-    with pytest.raises(errdefs.FailedPrecondition, match="newer"):
-        SqliteStore(path)
-
-
-async def test_reads_see_a_consistent_snapshot_while_writes_go_on(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "m.db")
+async def test_reads_see_a_consistent_snapshot_while_writes_go_on(stores: StoreMaker) -> None:
+    store = await stores.open()
     try:
 
         async def writer() -> None:
-            for i in range(50):
+            for i in range(30):
 
                 def pair(tx: Tx, i: int = i) -> None:
                     tx.put(NAMESPACES, records.Namespace(f"a{i}"))
@@ -167,7 +252,7 @@ async def test_reads_see_a_consistent_snapshot_while_writes_go_on(tmp_path: Path
                 await store.update(pair)
 
         async def reader() -> None:
-            for _ in range(50):
+            for _ in range(30):
                 names = await store.view(lambda tx: [n.name for n in tx.scan(NAMESPACES)])
                 # Both halves of a transaction or neither.
                 assert sum(n.startswith("a") for n in names) == sum(
@@ -179,12 +264,50 @@ async def test_reads_see_a_consistent_snapshot_while_writes_go_on(tmp_path: Path
         await store.close()
 
 
-def test_database_is_in_wal_mode(tmp_path: Path) -> None:
-    async def run() -> None:
-        store = SqliteStore(tmp_path / "m.db")
-        await store.update(lambda tx: tx.put(NAMESPACES, records.Namespace("x")))
+async def _concurrently(store: MetadataStore, n: int, fn: object) -> list[object]:
+    return list(await asyncio.gather(*(store.update(lambda tx, i=i: fn(tx, i)) for i in range(n))))  # type: ignore[operator]
+
+
+async def test_concurrent_read_modify_writes_lose_nothing(stores: StoreMaker) -> None:
+    store = await stores.open()
+    try:
+
+        def bump(tx: Tx, i: int) -> None:
+            ns = tx.get(NAMESPACES, "counter") or records.Namespace("counter", {"n": "0"})
+            tx.put(NAMESPACES, records.Namespace("counter", {"n": str(int(ns.labels["n"]) + 1)}))
+
+        await _concurrently(store, 12, bump)
+        final = await store.view(lambda tx: tx.get(NAMESPACES, "counter"))
+        assert final is not None and final.labels["n"] == "12"
+    finally:
         await store.close()
 
-    asyncio.run(run())
-    with sqlite3.connect(tmp_path / "m.db") as conn:
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+async def test_concurrent_scans_see_no_phantoms(stores: StoreMaker) -> None:
+    """Each transaction names its record after how many it scanned (an
+    insert phantom would repeat a name) and takes the first queued item (a
+    delete phantom would take one twice)."""
+    store = await stores.open()
+    try:
+        await store.update(
+            lambda tx: [tx.put(IMAGES, image("queue", f"item{i:02}")) for i in range(10)]
+        )
+
+        def step(tx: Tx, i: int) -> None:
+            n = tx.count(LEASES, "seen")
+            tx.put(LEASES, records.Lease("seen", f"s{n:02}", {"by": str(i)}))
+            first = tx.scan(IMAGES, "queue")[0]
+            tx.delete(IMAGES, "queue", first.name)
+            tx.put(
+                CONTAINERS,
+                records.Container("took", str(i), "rt", b"", labels={"item": first.name}),
+            )
+
+        await _concurrently(store, 10, step)
+        seen = await store.view(lambda tx: tx.scan(LEASES, "seen"))
+        assert [le.id for le in seen] == [f"s{n:02}" for n in range(10)]
+        took = await store.view(lambda tx: tx.scan(CONTAINERS, "took"))
+        assert sorted(c.labels["item"] for c in took) == [f"item{i:02}" for i in range(10)]
+        assert await store.view(lambda tx: tx.scan(IMAGES, "queue")) == []
+    finally:
+        await store.close()

@@ -1,0 +1,1 @@
+"""The etcd metadata backend: several berthd nodes share one cluster's metadata."""
