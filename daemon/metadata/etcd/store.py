@@ -154,8 +154,14 @@ class EtcdStore:
             raise self._failed
         if self._ready:
             return
-        assert self._init_lock is not None
-        async with self._init_lock:
+        lock = self._init_lock
+        assert lock is not None
+        try:
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
+                await lock.acquire()
+        except TimeoutError:
+            raise Unreachable("still connecting to etcd") from None
+        try:
             if self._ready:
                 return
             await self._check_layout(deadline)
@@ -163,6 +169,8 @@ class EtcdStore:
             self._ready = True
             self.watch.start()
             self.set_up(True)
+        finally:
+            lock.release()
 
     def fail(self, err: errdefs.ErrdefsError) -> None:
         """Stop serving for good (another process owns this node's name)."""
