@@ -66,6 +66,24 @@ class Collector:
         # One backend that hangs must not hold the collection (and every
         # ``--sync`` delete waiting on it): it is given up on, retried later.
         self.backend_timeout = BACKEND_TIMEOUT
+        self._runs: list[SweepResult] = []
+
+    async def _sweep(self, stats: GCStats, now: datetime) -> None:
+        """The metadata phase: one mark-and-sweep transaction (``self._runs``
+        has every run of it: a store that commits a large sweep in parts may
+        run it more than once, each run removing something)."""
+        store = self.db.store
+        self._runs = []
+
+        def sweep(tx: Tx) -> SweepResult:
+            result = mark_and_sweep(tx, now)
+            self._runs.append(result)
+            return result
+
+        if isinstance(store, DivisibleUpdates):
+            stats.sweep = await store.update_divisible(sweep)
+        else:
+            stats.sweep = await store.update(sweep)
 
     async def collect(self) -> GCStats:
         db = self.db
@@ -74,7 +92,8 @@ class Collector:
         db.dirty = 0
         content_dirty, db.dirty_content = db.dirty_content, False
         dirty_snapshotters, db.dirty_snapshotters = db.dirty_snapshotters, set()
-        if not self._swept_backends:
+        first = not self._swept_backends
+        if first:
             content_dirty = True
             dirty_snapshotters = set(self.snapshotters)
             self._swept_backends = True
@@ -82,23 +101,22 @@ class Collector:
         stats = GCStats()
         t0 = time.perf_counter()
         now = datetime.now(UTC)
-        store = db.store
-        if isinstance(store, DivisibleUpdates):
-            # A sweep run again after part of it was committed removed
-            # things in each run: every run's backends may hold garbage.
-            runs: list[SweepResult] = []
-
-            def sweep(tx: Tx) -> SweepResult:
-                result = mark_and_sweep(tx, now)
-                runs.append(result)
-                return result
-
-            stats.sweep = await store.update_divisible(sweep)
-            for run in runs:
-                content_dirty = content_dirty or run.content
-                dirty_snapshotters |= run.snapshotters
-        else:
-            stats.sweep = await store.update(lambda tx: mark_and_sweep(tx, now))
+        try:
+            await self._sweep(stats, now)
+        except BaseException:
+            # Nothing was freed in the backends: what was due stays due (a
+            # store that was out of reach, e.g. etcd without quorum).
+            db.dirty_content = db.dirty_content or content_dirty
+            db.dirty_snapshotters |= dirty_snapshotters
+            for run in self._runs:  # parts already committed, with what they removed
+                db.dirty_content = db.dirty_content or run.content
+                db.dirty_snapshotters |= run.snapshotters
+            if first:
+                self._swept_backends = False
+            raise
+        for run in self._runs:
+            content_dirty = content_dirty or run.content
+            dirty_snapshotters |= run.snapshotters
         stats.metadata = time.perf_counter() - t0
         content_dirty = content_dirty or stats.sweep.content
         dirty_snapshotters |= stats.sweep.snapshotters

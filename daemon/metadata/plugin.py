@@ -154,6 +154,8 @@ async def _init_gc(ic: InitContext) -> GCScheduler:
     backends: list[object] = [*md.snapshotter_backends.values()]
     if md.content_backend is not None:
         backends.append(md.content_backend)
+    # A store that reports liveness (etcd) must answer too.
+    backends.append(md.db.store)
     md.start(lambda: wait_up(backends))
     s = md.scheduler
     ic.meta.exports.update(

@@ -9,8 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from daemon import config as configuration
+from daemon.metadata.plugin import METADATA_URI, MetadataConfig
+from daemon.server import builtin_registrations, plugin_configs
 from tests.support import PYTHON, REPO, need_binary, short_tmpdir
 from tests.support.berthd import BIN, Berthd, need_plugin
+from tests.support.tls import make_pki
 
 DEPLOY = REPO / "deploy"
 UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
@@ -93,3 +97,38 @@ def test_daemon_reports_ready_and_stopping_to_systemd() -> None:
                 notify.recv(4096)  # nothing from the supervised plugin, no second READY
         finally:
             notify.close()
+
+
+def test_the_etcd_node_example_means_what_it_says(tmp_path: Path) -> None:
+    """deploy/config/etcd-node.toml, with its TLS files and host names made
+    real on this machine, is accepted as it stands (``berthd config dump``)."""
+    pki = make_pki(tmp_path / "pki")
+    text = (DEPLOY / "config" / "etcd-node.toml").read_text()
+    for name, path in (
+        ("ca.pem", pki.ca),
+        ("node.pem", pki.client_cert),
+        ("node-key.pem", pki.client_key),
+    ):
+        text = text.replace(f"/etc/berthd/etcd/{name}", str(path))
+    for i in (1, 2, 3):
+        text = text.replace(f"etcd-{i}.example.internal", "localhost")
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    out = subprocess.run(
+        [PYTHON, "-m", "daemon.cli", "--config", str(path), "config", "dump"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    cfg = configuration.load(str(path))
+    meta = plugin_configs(cfg, builtin_registrations())[METADATA_URI]
+    assert isinstance(meta, MetadataConfig)
+    assert (meta.backend, meta.node, meta.prefix, len(meta.endpoints)) == (
+        "etcd",
+        "node-1",
+        "/berthd",
+        3,
+    )

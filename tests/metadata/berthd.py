@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import uuid
 from pathlib import Path
+
+import pytest
 
 from tests.support import PYTHON
 from tests.support.berthd import Berthd
@@ -119,3 +122,12 @@ def cluster_cli(b: Berthd, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
+
+
+def backend_toml(backend: str, request: pytest.FixtureRequest, node: str, more: str = "") -> str:
+    """The metadata plugin's section for ``backend`` on the session's etcd
+    (a prefix of its own), or ``more`` alone in the section for SQLite."""
+    if backend != "etcd":
+        return f'[plugins."io.containerd.metadata.v1.berthd"]\n{more}' if more else ""
+    endpoints = request.getfixturevalue("etcd_endpoints")
+    return etcd_toml(endpoints, f"/t-{uuid.uuid4().hex[:8]}", node, more=more)

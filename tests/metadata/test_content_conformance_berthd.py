@@ -18,22 +18,21 @@ from tests.conformance import content_suite
 from tests.conformance.content_suite import *  # noqa: F403
 from tests.conformance.content_suite import CROSS_NAMESPACE, ContentTarget, new_namespace
 from tests.conformance.leases import temporary_lease
-from tests.metadata.berthd import metadata_berthd
+from tests.metadata.berthd import backend_toml, metadata_berthd
+from tests.metadata.conftest import BACKEND_PARAMS
 from tests.support import need_root, short_tmpdir
 from tests.support.berthd import Berthd
 
 pytestmark = pytest.mark.root
 
-ISOLATED_TOML = """
-[plugins."io.containerd.metadata.v1.berthd"]
-  content_sharing_policy = "isolated"
-"""
+ISOLATED = '  content_sharing_policy = "isolated"\n'
 
 
-@pytest.fixture(scope="module")
-def berthd() -> Iterator[Berthd]:
+@pytest.fixture(scope="module", params=BACKEND_PARAMS)
+def berthd(request: pytest.FixtureRequest) -> Iterator[Berthd]:
     need_root()
-    with short_tmpdir("bcb") as d, metadata_berthd(d) as b:
+    extra = backend_toml(request.param, request, "conf")
+    with short_tmpdir("bcb") as d, metadata_berthd(d, extra) as b:
         yield b
 
 
@@ -45,10 +44,11 @@ async def content_target(berthd: Berthd) -> AsyncIterator[ContentTarget]:
             yield ContentTarget(ch, namespace=ns, metadata=(lease,))
 
 
-@pytest.fixture(scope="module")
-def isolated_berthd() -> Iterator[Berthd]:
+@pytest.fixture(scope="module", params=BACKEND_PARAMS)
+def isolated_berthd(request: pytest.FixtureRequest) -> Iterator[Berthd]:
     need_root()
-    with short_tmpdir("bci") as d, metadata_berthd(d, ISOLATED_TOML) as b:
+    extra = backend_toml(request.param, request, "iso", ISOLATED)
+    with short_tmpdir("bci") as d, metadata_berthd(d, extra) as b:
         yield b
 
 

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from api.containerd.services.diff.v1 import diff_pb2
 from api.containerd.services.namespaces.v1 import namespace_pb2
 from api.containerd.services.snapshots.v1 import snapshots_pb2
 from api.containerd.types import mount_pb2
-from tests.metadata.berthd import cluster_cli, etcd_toml, metadata_berthd, metadata_exports
+from tests.metadata.berthd import backend_toml, cluster_cli, metadata_berthd, metadata_exports
 from tests.metadata.conftest import BACKEND_PARAMS
 from tests.support import need_root, short_tmpdir
 from tests.support.berthd import Berthd
@@ -34,14 +33,6 @@ pytestmark = [pytest.mark.containerd, pytest.mark.root]
 
 IMAGE = "docker.io/library/berth-test:latest"
 SN = ("--snapshotter", "native")
-
-
-def backend_toml(backend: str, request: pytest.FixtureRequest, node: str) -> str:
-    """The metadata plugin's section for ``backend`` (SQLite is the default: none)."""
-    if backend != "etcd":
-        return ""
-    endpoints = request.getfixturevalue("etcd_endpoints")
-    return etcd_toml(endpoints, f"/e2e-{uuid.uuid4().hex[:8]}", node)
 
 
 @pytest.fixture(scope="module", params=BACKEND_PARAMS)

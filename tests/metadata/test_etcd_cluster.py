@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.metadata.berthd import cluster_cli, etcd_toml, metadata_berthd, metadata_exports
-from tests.support import need_root, short_tmpdir
+from tests.support import need_binary, need_root, short_tmpdir
 from tests.support.berthd import Berthd, wait_until
 from tests.support.containerd import need_containerd
 from tests.support.oci import build_image_tar
@@ -199,3 +199,31 @@ def test_a_killed_node_stops_counting_as_a_holder_and_comes_back(nodes: Nodes) -
     assert "while-b-was-away" in b.ctr("namespaces", "ls", "-q").stdout.split()
     assert rows(cluster_cli(b, "holders", ns, digest).stdout) == [["a", "yes"], ["b", "yes"]]
     a.ctr("images", "rm", "--sync", IMAGE, namespace=ns)
+
+
+@pytest.mark.runc
+def test_tasks_run_on_their_own_node(nodes: Nodes) -> None:
+    need_binary("runc", "containerd-shim-runc-v2")
+    a, b = nodes.a, nodes.b
+    image = "docker.io/library/cluster-run:1"
+    tar = build_image_tar(nodes.root / "run.tar", image)  # busybox
+    a.ctr("images", "import", *SN, str(tar), namespace="run")
+    out = a.ctr("run", "--rm", *SN, image, "t-echo", "echo", "hi", namespace="run")
+    assert out.stdout == "hi\n"
+    a.ctr("run", "-d", *SN, image, "t-d", "sleep", "300", namespace="run")
+    try:
+        assert [r[0] for r in rows(a.ctr("tasks", "ls", namespace="run").stdout)] == ["t-d"]
+        assert rows(b.ctr("tasks", "ls", namespace="run").stdout) == []
+        assert rows(b.ctr("containers", "ls", namespace="run").stdout) == []
+        # b cannot start a task for a's container: it has no such container.
+        started = b.ctr("tasks", "start", "t-d", namespace="run", check=False)
+        assert started.returncode != 0 and "not found" in started.stderr
+    finally:
+        a.ctr("tasks", "kill", "-s", "SIGKILL", "t-d", namespace="run", check=False)
+        wait_until(
+            lambda: "RUNNING" not in a.ctr("tasks", "ls", namespace="run").stdout, 20, "stop"
+        )
+        a.ctr("tasks", "rm", "-f", "t-d", namespace="run", check=False)
+        a.ctr("containers", "rm", "t-d", namespace="run", check=False)
+    assert rows(a.ctr("containers", "ls", namespace="run").stdout) == []
+    a.ctr("images", "rm", "--sync", image, namespace="run")

@@ -13,10 +13,12 @@ import asyncio
 import hashlib
 import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,9 +27,10 @@ from daemon.events.exchange import Exchange
 from daemon.metadata import records
 from daemon.metadata.services import MetadataServices
 from daemon.metadata.sqlite import SqliteStore
-from daemon.metadata.store import BLOBS, LEASES, SNAPSHOTS
+from daemon.metadata.store import BLOBS, LEASES, SNAPSHOTS, MetadataStore
 from services.content.local import LocalContentStore
 from services.snapshotter.native import NativeSnapshotter
+from tests.metadata.stores import etcd_settings, open_etcd
 
 NAMESPACES = ("a", "b")
 SN = "native"
@@ -118,11 +121,18 @@ class Model:
 class World:
     """The real metadata layer over real backends, and the model beside it."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, root: Path) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, root: Path, etcd: list[str] | None = None
+    ) -> None:
         self.loop = loop
         self.content = LocalContentStore(root / "content")
         self.snap = NativeSnapshotter(root / "native")
-        store = SqliteStore(root / "meta.db", synchronous="OFF")
+        store: MetadataStore
+        if etcd is None:
+            store = SqliteStore(root / "meta.db", synchronous="OFF")
+        else:
+            prefix = f"/gc-{uuid.uuid4().hex[:10]}"
+            store = self.run(open_etcd(etcd_settings(etcd, prefix), root / "node"))
         self.svc = MetadataServices(store, self.content, {SN: self.snap}, Exchange())
         self.model = Model()
         self.counter = 0
@@ -353,16 +363,10 @@ OPS = st.one_of(
 )
 
 
-@settings(
-    max_examples=100,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-@given(st.lists(OPS, min_size=20, max_size=60))
-def test_gc_keeps_the_referenced_and_collects_the_rest(program: list[tuple[Any, ...]]) -> None:
+def play(program: list[tuple[Any, ...]], etcd: list[str] | None = None) -> None:
     loop = asyncio.new_event_loop()
     root = Path(tempfile.mkdtemp(prefix="bgc", dir="/tmp"))
-    world = World(loop, root)
+    world = World(loop, root, etcd)
     try:
         for name, *args in [*program, ("collect",)]:
             getattr(world, name)(*args)
@@ -371,3 +375,27 @@ def test_gc_keeps_the_referenced_and_collects_the_rest(program: list[tuple[Any, 
         world.close()
         loop.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(st.lists(OPS, min_size=20, max_size=60))
+def test_gc_keeps_the_referenced_and_collects_the_rest(program: list[tuple[Any, ...]]) -> None:
+    play(program)
+
+
+@pytest.mark.etcd
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(st.lists(OPS, min_size=20, max_size=60))
+def test_gc_on_etcd_keeps_the_referenced_and_collects_the_rest(
+    etcd_endpoints: list[str], program: list[tuple[Any, ...]]
+) -> None:
+    """The same rules on the etcd store (fewer examples: each costs more)."""
+    play(program, etcd_endpoints)

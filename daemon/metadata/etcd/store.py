@@ -28,12 +28,13 @@ their deadline.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from tenacity import (
     AsyncRetrying,
@@ -62,6 +63,7 @@ from daemon.metadata.etcd.watch import ClusterWatch
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 THREADS = 16
 # A collection may take this many request timeouts.
@@ -152,8 +154,14 @@ class EtcdStore:
             raise self._failed
         if self._ready:
             return
-        assert self._init_lock is not None
-        async with self._init_lock:
+        lock = self._init_lock
+        assert lock is not None
+        try:
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
+                await lock.acquire()
+        except TimeoutError:
+            raise Unreachable("still connecting to etcd") from None
+        try:
             if self._ready:
                 return
             await self._check_layout(deadline)
@@ -161,6 +169,8 @@ class EtcdStore:
             self._ready = True
             self.watch.start()
             self.set_up(True)
+        finally:
+            lock.release()
 
     def fail(self, err: errdefs.ErrdefsError) -> None:
         """Stop serving for good (another process owns this node's name)."""
@@ -282,7 +292,7 @@ class EtcdStore:
 
         def read(req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
             fut = asyncio.run_coroutine_threadsafe(client.range(req, deadline), loop)
-            return fut.result()
+            return _wait(fut, deadline)
 
         return read
 
@@ -293,7 +303,7 @@ class EtcdStore:
 
         def read(req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
             coro = client.txn(req, deadline, read_only=True)
-            return asyncio.run_coroutine_threadsafe(coro, loop).result()
+            return _wait(asyncio.run_coroutine_threadsafe(coro, loop), deadline)
 
         return read
 
@@ -407,7 +417,11 @@ class EtcdStore:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def store_stats(store: Any) -> dict[str, int]:
-    """The store's transaction counters (empty for stores without them)."""
-    stats = getattr(store, "stats", None)
-    return dict(stats) if isinstance(stats, dict) else {}
+def _wait(fut: concurrent.futures.Future[R], deadline: float) -> R:
+    """A worker thread waits for a read on the loop, never past its deadline
+    (a loop that stopped must not leave the thread blocked forever)."""
+    try:
+        return fut.result(max(deadline - time.monotonic(), 0.0) + 1.0)
+    except concurrent.futures.TimeoutError:
+        fut.cancel()
+        raise Unreachable("no answer from the event loop before the deadline") from None
