@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# How long leave() waits for the keep-alive task to end.
+LEAVE_WAIT = 2.0
+
 
 def process_start(pid: int) -> str:
     """The kernel's start time of ``pid`` ("" when it does not exist)."""
@@ -72,6 +75,9 @@ class NodeSession:
         # The node's peer content address (``daemon.peer``), once published.
         self.peer = ""
         self._keepalive: asyncio.Task[None] | None = None
+        self._call: Any = None
+        self._leaving = False
+        self._stop = asyncio.Event()
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -164,10 +170,11 @@ class NodeSession:
         """Refresh the lease every third of its TTL; take the key again if it lapsed."""
         client = self.store.client
         every = max(self.store.settings.lease_ttl / 3.0, 0.5)
-        while True:
+        while not self._leaving:
             i = client.current
             try:
                 call = client.lease_stub(i).LeaseKeepAlive(metadata=HAS_LEADER)
+                self._call = call
                 try:
                     while True:
                         await call.write(rpc_pb2.LeaseKeepAliveRequest(ID=self.lease))
@@ -187,9 +194,15 @@ class NodeSession:
                             )
                             continue
                         self.store.set_up(True)
-                        await asyncio.sleep(every)
+                        # Not asyncio.sleep: leave() must be able to end this
+                        # wait even when a cancellation was swallowed (below).
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._stop.wait(), every)
+                        if self._leaving:
+                            return
                 finally:
                     call.cancel()
+                    self._call = None
             except asyncio.CancelledError:
                 raise
             except errdefs.FailedPrecondition as e:
@@ -207,9 +220,16 @@ class NodeSession:
     async def leave(self) -> None:
         """Stop keeping the lease and revoke it: the node's live key goes at once."""
         if self._keepalive is not None:
+            # grpc-aio can swallow a task cancellation that lands in a stream's
+            # write: end the stream itself too, and never wait without bound.
+            self._leaving = True
+            self._stop.set()
+            if self._call is not None:
+                self._call.cancel()
             self._keepalive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keepalive
+            done, _ = await asyncio.wait({self._keepalive}, timeout=LEAVE_WAIT)
+            if not done:
+                log.warning("etcd: the lease keep-alive of node %r did not stop", self.store.node)
             self._keepalive = None
         if self.lease:
             with contextlib.suppress(Exception):

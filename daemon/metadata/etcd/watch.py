@@ -11,11 +11,10 @@ listeners are told too: what happened meanwhile is unknown.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -39,6 +38,8 @@ class ClusterWatch:
         self.live_nodes: set[str] = set()
         self.on_nodes: list[Callable[[list[str]], None]] = []
         self._task: asyncio.Task[None] | None = None
+        self._call: Any = None
+        self._stopping = False
         self._rev = 0
 
     def start(self) -> None:
@@ -47,9 +48,15 @@ class ClusterWatch:
 
     async def stop(self) -> None:
         if self._task is not None:
+            # grpc-aio can swallow a cancellation that lands in a stream's
+            # write: end the stream itself too, and never wait without bound.
+            self._stopping = True
+            if self._call is not None:
+                self._call.cancel()
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=2.0)
+            if not done:
+                log.warning("etcd watch did not stop")
             self._task = None
 
     def _notify(self) -> None:
@@ -86,7 +93,7 @@ class ClusterWatch:
             layout.cluster["blobs"].prefix(()),
         ]
         first = True
-        while True:
+        while not self._stopping:
             i = client.current
             try:
                 rev = await self._load_nodes()
@@ -95,6 +102,7 @@ class ClusterWatch:
                     self._notify()  # what happened while we were away is unknown
                 first = False
                 call = client.watch_stub(i).Watch(metadata=HAS_LEADER)
+                self._call = call
                 try:
                     for prefix in watched:
                         await call.write(
@@ -107,6 +115,7 @@ class ClusterWatch:
                     await self._follow(call)
                 finally:
                     call.cancel()
+                    self._call = None
             except asyncio.CancelledError:
                 raise
             except (grpc.aio.AioRpcError, EtcdError) as e:
