@@ -14,7 +14,6 @@ the user as one line naming the file and key (a traceback only with
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
@@ -26,7 +25,7 @@ from daemon import embedded
 from daemon.config import Config, Overrides
 from daemon.registry import RegistrationError, RequiredPluginError
 from daemon.server import Daemon, builtin_registrations, plugin_configs
-from services.harness import logs
+from services.harness import logs, loop
 
 PROG = "berthd"
 log = logging.getLogger(__name__)
@@ -142,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_config(args)
         level = args.log_level or cfg.debug.level or "info"
         logs.configure(level, args.log_format or cfg.debug.format or "text", PROG)
-        asyncio.run(_serve(cfg))
+        loop.run(_serve(cfg))
     except KeyboardInterrupt:
         return 130
     except (ErrdefsError, OSError, ValueError, RegistrationError, RequiredPluginError) as e:

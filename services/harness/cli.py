@@ -7,14 +7,13 @@ with ``--debug``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from api.errdefs import ErrdefsError
-from services.harness import logs
+from services.harness import logs, loop
 from services.harness.server import ServerConfig
 
 log = logging.getLogger(__name__)
@@ -60,7 +59,7 @@ def run(
     args = parser.parse_args(argv)
     logs.configure(args.log_level, args.log_format, prog)
     try:
-        asyncio.run(main(args))
+        loop.run(main(args))
     except KeyboardInterrupt:
         return 130
     except (ErrdefsError, OSError, ValueError) as e:
