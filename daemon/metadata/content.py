@@ -29,6 +29,7 @@ from daemon.metadata import records
 from daemon.metadata.db import MetadataDB, ensure_namespace
 from daemon.metadata.leases import CONTENT, INGESTS, add_to_lease, remove_from_lease
 from daemon.metadata.locks import RWLock
+from daemon.metadata.readahead import ReadAhead
 from daemon.metadata.store import BLOBS, Tx
 from daemon.metadata.store import INGESTS as INGESTS_TABLE
 from daemon.metadata.validation import apply_label_paths, q, validate_digest, validate_labels
@@ -59,6 +60,7 @@ class NamespacedContent:
         self.backend = backend
         self.shared = shared
         self.lock = RWLock()
+        self.readahead = ReadAhead(backend)
 
     async def info(self, ns: str, digest: str) -> Info:
         """Raises InvalidArgument for a malformed digest, NotFound."""
@@ -117,9 +119,12 @@ class NamespacedContent:
             await self.db.update(txn, dirty=True, content=True)
 
     async def reader(self, ns: str, digest: str) -> ReaderAt:
-        """Raises InvalidArgument, NotFound (also when only another namespace has it)."""
-        await self.info(ns, digest)
-        return await self.backend.reader(digest)
+        """Raises InvalidArgument, NotFound (also when only another namespace has it).
+
+        Small reads are served through the read-ahead windows; the size is the
+        one the namespace recorded at commit (the bytes are immutable)."""
+        info = await self.info(ns, digest)
+        return self.readahead.reader(digest, info.size)
 
     async def status(self, ns: str, ref: str) -> Status:
         """Raises NotFound when ``ns`` has no ingest ``ref``."""
