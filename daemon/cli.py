@@ -25,7 +25,7 @@ from daemon import embedded
 from daemon.config import Config, Overrides
 from daemon.registry import RegistrationError, RequiredPluginError
 from daemon.server import Daemon, builtin_registrations, plugin_configs
-from services.harness import logs, loop
+from services.harness import logs, loop, memory
 
 PROG = "berthd"
 log = logging.getLogger(__name__)
@@ -132,6 +132,7 @@ async def _serve(cfg: Config) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    memory.tune()
     args = build_parser().parse_args(argv)
     logs.configure(args.log_level or "info", args.log_format or "text", PROG)
     try:

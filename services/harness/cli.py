@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from api.errdefs import ErrdefsError
-from services.harness import logs, loop
+from services.harness import logs, loop, memory
 from services.harness.server import ServerConfig
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ def run(
     argv: Sequence[str] | None = None,
 ) -> int:
     """Parse, configure logging, run ``main`` on a fresh loop; map errors to exit codes."""
+    memory.tune()
     args = parser.parse_args(argv)
     logs.configure(args.log_level, args.log_format, prog)
     try:

@@ -74,11 +74,17 @@ class _MethodMetrics:
 class _Call:
     """Per-RPC bookkeeping: timing and the final code."""
 
-    __slots__ = ("labels", "metrics", "start")
+    __slots__ = ("labels", "metrics", "on_done", "start")
 
-    def __init__(self, metrics: _MethodMetrics | None, labels: tuple[str, str, str]) -> None:
+    def __init__(
+        self,
+        metrics: _MethodMetrics | None,
+        labels: tuple[str, str, str],
+        on_done: Callable[[], None] | None = None,
+    ) -> None:
         self.metrics = metrics
         self.labels = labels
+        self.on_done = on_done
         self.start = time.perf_counter()
         if metrics is not None:
             metrics.started()
@@ -94,6 +100,8 @@ class _Call:
     def done(self, code: grpc.StatusCode) -> None:
         if self.metrics is not None:
             self.metrics.done(code, time.perf_counter() - self.start)
+        if self.on_done is not None:
+            self.on_done()
 
 
 async def _fail(call: _Call, ctx: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
@@ -125,9 +133,15 @@ async def _counted(call: _Call, it: AsyncIterator[Any]) -> AsyncIterator[Any]:
         yield msg
 
 
-def edge_handler(handler: Handler, full_method: str, metrics: GrpcServerMetrics | None) -> Handler:
+def edge_handler(
+    handler: Handler,
+    full_method: str,
+    metrics: GrpcServerMetrics | None,
+    on_done: Callable[[], None] | None = None,
+) -> Handler:
     """``handler`` (of ``/service/method``) with the edge around it: metrics,
-    typed errors to status codes, undecodable requests refused."""
+    typed errors to status codes, undecodable requests refused; ``on_done``
+    runs when each call ends."""
     _, service, method = full_method.split("/", 2)
     req_des, resp_ser = handler.request_deserializer, handler.response_serializer
     if req_des is not None:  # None: the handler takes raw bytes (a relay)
@@ -142,7 +156,7 @@ def edge_handler(handler: Handler, full_method: str, metrics: GrpcServerMetrics 
         mm, labels = method_metrics("unary")
 
         async def unary_unary(req: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            call = _Call(mm, labels)
+            call = _Call(mm, labels, on_done)
             call.received()
             try:
                 if isinstance(req, Undecodable):
@@ -165,7 +179,7 @@ def edge_handler(handler: Handler, full_method: str, metrics: GrpcServerMetrics 
         mm, labels = method_metrics("client_stream")
 
         async def stream_unary(it: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            call = _Call(mm, labels)
+            call = _Call(mm, labels, on_done)
             try:
                 resp = await inner_su(_counted(call, it), ctx)
             except (grpc.aio.AbortError, asyncio.CancelledError) as e:
@@ -186,7 +200,7 @@ def edge_handler(handler: Handler, full_method: str, metrics: GrpcServerMetrics 
     mm, labels = method_metrics("bidi_stream" if client_streams else "server_stream")
 
     async def stream(arg: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-        call = _Call(mm, labels)
+        call = _Call(mm, labels, on_done)
         if client_streams:
             arg = _counted(call, arg)
         else:
@@ -217,9 +231,15 @@ def edge_handler(handler: Handler, full_method: str, metrics: GrpcServerMetrics 
 class _EdgeGenericHandler(grpc.GenericRpcHandler):
     """A generic handler whose handlers pass the edge (each wrapped once)."""
 
-    def __init__(self, inner: grpc.GenericRpcHandler, metrics: GrpcServerMetrics | None) -> None:
+    def __init__(
+        self,
+        inner: grpc.GenericRpcHandler,
+        metrics: GrpcServerMetrics | None,
+        on_done: Callable[[], None] | None,
+    ) -> None:
         self._inner = inner
         self._metrics = metrics
+        self._on_done = on_done
         self._wrapped: dict[str, Handler | None] = {}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
@@ -229,7 +249,9 @@ class _EdgeGenericHandler(grpc.GenericRpcHandler):
         except KeyError:
             pass
         handler = self._inner.service(handler_call_details)
-        wrapped = None if handler is None else edge_handler(handler, method, self._metrics)
+        wrapped = (
+            None if handler is None else edge_handler(handler, method, self._metrics, self._on_done)
+        )
         if len(self._wrapped) < 1024:  # a generic handler may answer any name
             self._wrapped[method] = wrapped
         return wrapped
@@ -240,13 +262,19 @@ class EdgeServer:
     server: every handler registered through it is wrapped by the edge once,
     at registration, rather than by an interceptor on every call."""
 
-    def __init__(self, server: grpc.aio.Server, metrics: GrpcServerMetrics | None) -> None:
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        metrics: GrpcServerMetrics | None,
+        on_done: Callable[[], None] | None = None,
+    ) -> None:
         self._server = server
         self._metrics = metrics
+        self._on_done = on_done
 
     def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
         self._server.add_generic_rpc_handlers(
-            tuple(_EdgeGenericHandler(h, self._metrics) for h in handlers)
+            tuple(_EdgeGenericHandler(h, self._metrics, self._on_done) for h in handlers)
         )
 
     def add_registered_method_handlers(
@@ -255,7 +283,7 @@ class EdgeServer:
         self._server.add_registered_method_handlers(
             service_name,
             {
-                name: edge_handler(h, f"/{service_name}/{name}", self._metrics)
+                name: edge_handler(h, f"/{service_name}/{name}", self._metrics, self._on_done)
                 for name, h in method_handlers.items()
             },
         )

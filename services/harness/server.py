@@ -29,6 +29,7 @@ from api.sockets import prepare_socket as prepare_socket
 from api.sockets import remove_stale_socket as remove_stale_socket
 from services.harness.health import SERVING, HealthServicer
 from services.harness.interceptors import EdgeServer
+from services.harness.memory import HeapKeeper
 from services.harness.metrics import GrpcServerMetrics, MetricsEndpoint, new_registry
 from services.harness.notify import sd_notify
 
@@ -65,6 +66,7 @@ class PluginServer:
         self.registry = new_registry()
         self.grpc_metrics = GrpcServerMetrics(self.registry)
         self.health = HealthServicer()
+        self.heap = HeapKeeper()
         self._registrations: list[tuple[str, Register]] = []
         self._server: grpc.aio.Server | None = None
         self._metrics: MetricsEndpoint | None = None
@@ -95,7 +97,7 @@ class PluginServer:
                 ("grpc.http2.max_ping_strikes", 0),
             ],
         )
-        edge: Any = EdgeServer(server, self.grpc_metrics)
+        edge: Any = EdgeServer(server, self.grpc_metrics, self.heap.touch)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, edge)
         for service_name, register in self._registrations:
             register(edge)
@@ -141,6 +143,7 @@ class PluginServer:
             await self._metrics.stop()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.config.address)
+        self.heap.close()
         self._stopped.set()
         log.info("%s stopped", self.name)
 
