@@ -28,8 +28,8 @@ from services.content.store import READ_CHUNK, ContentStore, ReaderAt
 
 log = logging.getLogger(__name__)
 
-WINDOW = 1 << 20
-MAX_WINDOWS = 16
+WINDOW = 4 << 20
+MAX_WINDOWS = 6
 IDLE = 2.0  # seconds without a read before the windows are dropped
 
 _Key = tuple[str, int]  # digest, window index
