@@ -28,6 +28,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from api.errdefs import NotFound
+from daemon import forkspawn
+from daemon.forkspawn import ForkedProcess
 from daemon.metrics import DaemonMetrics
 from services.harness.server import AddressInUse, remove_stale_socket
 
@@ -57,7 +59,7 @@ class ChildSpec:
 class Child:
     spec: ChildSpec
     executable: str
-    process: asyncio.subprocess.Process | None = None
+    process: asyncio.subprocess.Process | ForkedProcess | None = None
     started_at: float = 0.0
     restarts: int = 0
     exits: int = 0
@@ -129,27 +131,36 @@ class Supervisor:
         env.pop("NOTIFY_SOCKET", None)  # the daemon's own readiness is its own to report
         env.update(child.spec.env)
         env["NOTIFY_SOCKET"] = self._listen(child)
-        # No preexec_fn: running Python between fork and exec in a process
-        # with gRPC threads can crash the child; the trampoline sets the
-        # parent-death signal after exec instead (and lets vfork be used).
-        child.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-S",
-            "-I",
-            "-c",
-            _TRAMPOLINE,
-            str(os.getpid()),
-            child.executable,
-            *child.spec.argv[1:],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        entry = forkspawn.entry_point(child.executable) if forkspawn.enabled() else None
+        how = "started"
+        if entry is not None and forkspawn.single_threaded():
+            # One of our own plugins while nothing but this thread runs:
+            # fork, sharing what the daemon has imported (daemon.forkspawn).
+            child.process = forkspawn.fork(entry, child.spec.argv, env, child.executable)
+            how = "forked"
+        else:
+            # No preexec_fn: running Python between fork and exec in a process
+            # with gRPC threads can crash the child; the trampoline sets the
+            # parent-death signal after exec instead (and lets vfork be used).
+            child.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-S",
+                "-I",
+                "-c",
+                _TRAMPOLINE,
+                str(os.getpid()),
+                child.executable,
+                *child.spec.argv[1:],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         child.started_at = time.monotonic()
         child.exited.clear()
         child.ready.clear()
         log.info(
-            "started plugin %s (pid %d): %s",
+            "%s plugin %s (pid %d): %s",
+            how,
             child.spec.name,
             child.process.pid,
             " ".join(child.spec.argv),
