@@ -287,6 +287,11 @@ class NamespacedWriter:
         self._lease = lease
         self._w = backend_writer
         self._committed = ""
+        # The backend writer's status, kept up to date by our own writes: the
+        # Write stream asks for it before every message, and only this
+        # writer changes the ingest (one writer per ref), so a round trip
+        # to the plugin per message would only repeat what we know.
+        self._status: Status | None = None
 
     @property
     def ref(self) -> str:
@@ -294,7 +299,9 @@ class NamespacedWriter:
 
     async def status(self) -> Status:
         if self._w is not None:
-            return dataclasses.replace(await self._w.status(), ref=self.ref)
+            if self._status is None:
+                self._status = dataclasses.replace(await self._w.status(), ref=self.ref)
+            return self._status
         i = self._ingest
         started = _dt(i.started_at)
         return Status(self.ref, i.total, i.total, started, started, i.expected)
@@ -318,6 +325,7 @@ class NamespacedWriter:
             await w.close()
             raise
         self._w = w
+        self._status = None
         return w
 
     async def write(self, data: bytes) -> int:
@@ -326,9 +334,20 @@ class NamespacedWriter:
             if not data:
                 return 0
             w = await self._unshare(self._ingest.total)
-        return await w.write(data)
+        try:
+            n = await w.write(data)
+        except BaseException:
+            self._status = None
+            raise
+        st = self._status
+        if st is not None:
+            self._status = dataclasses.replace(
+                st, offset=st.offset + n, updated_at=datetime.now(UTC)
+            )
+        return n
 
     async def truncate(self, size: int) -> None:
+        self._status = None
         if self._w is not None:
             await self._w.truncate(size)
         else:
@@ -390,6 +409,7 @@ class NamespacedWriter:
                         raise
                 finally:
                     self._w = None
+                    self._status = None
             await self._check_backend_has(actual, size)
             blob = records.Blob(
                 ingest.namespace, actual, size, dict(labels or {}), records.now_ns(), 0
@@ -414,6 +434,7 @@ class NamespacedWriter:
             return actual
 
     async def close(self) -> None:
+        self._status = None
         if self._w is not None:
             w, self._w = self._w, None
             await w.close()
