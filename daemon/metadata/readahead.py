@@ -55,6 +55,7 @@ class ReadAhead:
         )
         self._readers: dict[str, ReaderAt] = {}
         self._expiry: asyncio.TimerHandle | None = None
+        self._last = 0.0
         self._closing: set[asyncio.Future[None]] = set()
 
     def reader(self, digest: str, size: int) -> CachedReader:
@@ -101,12 +102,17 @@ class ReadAhead:
 
     def _touch(self) -> None:
         loop = asyncio.get_running_loop()
-        if self._expiry is not None:
-            self._expiry.cancel()
-        self._expiry = loop.call_later(self.idle, self._expire)
+        self._last = loop.time()
+        if self._expiry is None:
+            self._expiry = loop.call_later(self.idle, self._expire)
 
     def _expire(self) -> None:
         self._expiry = None
+        loop = asyncio.get_running_loop()
+        quiet = loop.time() - self._last
+        if quiet < self.idle:
+            self._expiry = loop.call_later(self.idle - quiet, self._expire)
+            return
         if any(not fut.done() for fut in self._windows.values()):
             self._touch()  # a read is still under way: its callers wait for it
             return
@@ -126,7 +132,8 @@ class ReadAhead:
             index = pos // self.window
             # Shielded: a caller that goes away must not cancel a window
             # that other callers (or the next read) are waiting for.
-            data = await asyncio.shield(self._window(digest, index, size))
+            fut = self._window(digest, index, size)
+            data = fut.result() if fut.done() else await asyncio.shield(fut)
             lo = pos - index * self.window
             hi = min(len(data), end - index * self.window)
             if hi <= lo:
