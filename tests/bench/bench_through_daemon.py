@@ -16,7 +16,8 @@ round so that a noisy machine hurts both alike:
 - start-up: a fresh daemon each round, from spawn until a snapshots Prepare
   through the daemon succeeds;
 - memory: the sum of PSS (and RSS) of the daemon and every process under it,
-  idle, after the work, and after ``--calls`` more calls of each unary kind;
+  idle, after the work, and after ``--calls`` more calls of each unary kind
+  (each read ``SETTLE`` seconds after the work stops);
 - scale: images / containers List and a synchronous garbage collection
   (Leases.Delete with sync) at each object count of ``--scale``; per-object
   times show whether they grow linearly.
@@ -86,6 +87,9 @@ TARGETS: dict[str, float] = {
     "containers List 2000": 2.0,
     "16 concurrent images List": 2.0,
 }
+# Memory is read this long after the work stops (both daemons alike): what a
+# process keeps, not what the last call had in flight.
+SETTLE = 3.0
 P99_TARGET = 3.0  # a unary call's p99 within 3x of containerd's
 METADATA_ONLY = ("Version", "namespaces List", "containers Get", "images Get", "content Info")
 RELAYED = ("snapshots Stat", "snapshots Prepare+Remove")
@@ -630,12 +634,14 @@ def run(args: argparse.Namespace) -> Results:
                         for t in targets:
                             imp[t.name].append(import_image(t, tar, ref))
                     res.add(name, "s", {k: statistics.median(v) for k, v in imp.items()})
+            time.sleep(SETTLE)
             after = {t.name: memory_mb(t.pid) for t in targets}
             if want("unary"):
                 for t in targets:
                     for fn in unary_kinds(t).values():
                         for i in range(args.calls):
                             fn(100_000 + i)
+            time.sleep(SETTLE)
             later = {t.name: memory_mb(t.pid) for t in targets}
             for label, snap in (("idle", idle), ("after work", after), ("after more calls", later)):
                 for k in ("pss", "rss"):
