@@ -379,14 +379,15 @@ class NamespacedWriter:
                 actual, size = ingest.expected, ingest.total
             else:
                 w = self._w
-                st = await w.status()
+                # Our writes keep the status (and a proxy writer's digest,
+                # carried by every answer) current: no round trip needed.
+                st = await self.status()
                 if size and size != st.offset:
                     await self.close()
                     raise errdefs.FailedPrecondition(
                         f"{q(self.ref)} failed size validation: {st.offset} != {size}"
                     )
                 size = st.offset
-                # The status round trip refreshed a proxy writer's digest.
                 written = w.digest()
                 if expected and written and written != expected:
                     # Checked here, not left to the backend: a content
