@@ -18,7 +18,6 @@ the user as one line naming the file and key (a traceback only with
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
@@ -30,9 +29,10 @@ from daemon import embedded
 from daemon.config import Config, Overrides
 from daemon.registry import RegistrationError, RequiredPluginError
 from daemon.server import Daemon, builtin_registrations, plugin_configs
-from services.harness import logs
+
 from services.harness.cli import report_errors
 from services.tasks.publish import publish_from_stdin
+from services.harness import logs, loop, memory
 
 PROG = "berthd"
 log = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ def _cluster_command(args: argparse.Namespace) -> None:
     if not isinstance(meta, MetadataConfig) or meta.backend != "etcd":
         raise FailedPrecondition(f"{cfg.source or 'config'}: the metadata backend is not etcd")
     extra = [args.namespace, args.digest] if args.cluster_command == "holders" else []
-    asyncio.run(
+    loop.run(
         clustercmd.run(backends.etcd_settings(meta), args.cluster_command, extra, sys.stdout)
     )
 
@@ -179,15 +179,16 @@ def _run(args: argparse.Namespace) -> None:
     if args.command == "publish":
         address = args.address or os.path.join(configuration.DEFAULT_STATE, "berthd.sock")
         event = sys.stdin.buffer.read()
-        asyncio.run(publish_from_stdin(address, args.topic, args.namespace, event))
+        loop.run(publish_from_stdin(address, args.topic, args.namespace, event))
         return
     cfg = load_config(args)
     level = args.log_level or cfg.debug.level or "info"
     logs.configure(level, args.log_format or cfg.debug.format or "text", PROG)
-    asyncio.run(_serve(cfg))
+    loop.run(_serve(cfg))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    memory.tune()
     args = build_parser().parse_args(argv)
     logs.configure(args.log_level or "info", args.log_format or "text", PROG)
     return report_errors(

@@ -143,6 +143,10 @@ class ProxyConnection:
         """Call ``listener(up)`` at every up/down transition."""
         self._listeners.append(listener)
 
+    def wake(self) -> None:
+        """Dial now (e.g. the plugin just reported ready) rather than after the backoff."""
+        self._wake.set()
+
     def start(self) -> None:
         if self._monitor is None:
             self._monitor = asyncio.create_task(self._run(), name=f"proxy-{self.name}")

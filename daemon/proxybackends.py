@@ -48,6 +48,8 @@ class ProxyPlugin:
         self.child = child
         self._supervisor = supervisor
         self._watchdog: asyncio.Task[None] | None = None
+        if child is not None:
+            child.on_ready.append(conn.wake)
         if child is not None and supervisor is not None:
             self._watchdog = asyncio.create_task(
                 self._watch(child, supervisor), name=f"watchdog-{conn.name}"

@@ -36,6 +36,7 @@ from daemon.metadata.db import MetadataDB, ensure_namespace
 from daemon.metadata.leases import CONTENT, INGESTS, add_to_lease, remove_from_lease
 from daemon.metadata.locks import RWLock
 from daemon.metadata.remote import RemoteContent
+from daemon.metadata.readahead import ReadAhead
 from daemon.metadata.store import BLOBS, Tx
 from daemon.metadata.store import INGESTS as INGESTS_TABLE
 from daemon.metadata.validation import apply_label_paths, q, validate_digest, validate_labels
@@ -84,6 +85,7 @@ class NamespacedContent:
         # Digests being fetched from other nodes: the collector keeps their
         # backend ingest and blob until they are recorded here.
         self._fetching: Counter[str] = Counter()
+        self.readahead = ReadAhead(backend)
 
     async def info(self, ns: str, digest: str) -> Info:
         """Raises InvalidArgument for a malformed digest, NotFound."""
@@ -151,6 +153,8 @@ class NamespacedContent:
 
         A blob only other nodes hold is fetched and recorded first (held by
         ``lease``); that fails with Unavailable or DataLoss as ``fetch`` does.
+        Small reads are served through the read-ahead windows; the size is the
+        one the namespace recorded at commit (the bytes are immutable).
         """
         validate_digest(digest)
         blob = await self.db.view(lambda tx: tx.get(BLOBS, ns, digest))
@@ -158,7 +162,10 @@ class NamespacedContent:
             if self.remote is None:
                 raise _not_found(digest)
             await self._fetch_remote(self.remote, ns, digest, lease)
-        return await self.backend.reader(digest)
+            blob = await self.db.view(lambda tx: tx.get(BLOBS, ns, digest))
+            if blob is None:
+                raise _not_found(digest)
+        return self.readahead.reader(digest, blob.size)
 
     async def _fetch_remote(self, remote: RemoteContent, ns: str, digest: str, lease: str) -> None:
         info = await remote.info(ns, digest)
@@ -364,6 +371,11 @@ class NamespacedWriter:
         self._lease = lease
         self._w = backend_writer
         self._committed = ""
+        # The backend writer's status, kept up to date by our own writes: the
+        # Write stream asks for it before every message, and only this
+        # writer changes the ingest (one writer per ref), so a round trip
+        # to the plugin per message would only repeat what we know.
+        self._status: Status | None = None
 
     @property
     def ref(self) -> str:
@@ -371,7 +383,9 @@ class NamespacedWriter:
 
     async def status(self) -> Status:
         if self._w is not None:
-            return dataclasses.replace(await self._w.status(), ref=self.ref)
+            if self._status is None:
+                self._status = dataclasses.replace(await self._w.status(), ref=self.ref)
+            return self._status
         i = self._ingest
         started = _dt(i.started_at)
         return Status(self.ref, i.total, i.total, started, started, i.expected)
@@ -395,6 +409,7 @@ class NamespacedWriter:
             await w.close()
             raise
         self._w = w
+        self._status = None
         return w
 
     async def write(self, data: bytes) -> int:
@@ -403,12 +418,22 @@ class NamespacedWriter:
             if not data:
                 return 0
             w = await self._unshare(self._ingest.total)
-        n = await w.write(data)
+        try:
+            n = await w.write(data)
+        except BaseException:
+            self._status = None
+            raise
         if self._content.on_client_write is not None:
             self._content.on_client_write(n)
+        st = self._status
+        if st is not None:
+            self._status = dataclasses.replace(
+                st, offset=st.offset + n, updated_at=datetime.now(UTC)
+            )
         return n
 
     async def truncate(self, size: int) -> None:
+        self._status = None
         if self._w is not None:
             await self._w.truncate(size)
         else:
@@ -440,14 +465,15 @@ class NamespacedWriter:
                 actual, size = ingest.expected, ingest.total
             else:
                 w = self._w
-                st = await w.status()
+                # Our writes keep the status (and a proxy writer's digest,
+                # carried by every answer) current: no round trip needed.
+                st = await self.status()
                 if size and size != st.offset:
                     await self.close()
                     raise errdefs.FailedPrecondition(
                         f"{q(self.ref)} failed size validation: {st.offset} != {size}"
                     )
                 size = st.offset
-                # The status round trip refreshed a proxy writer's digest.
                 written = w.digest()
                 if expected and written and written != expected:
                     # Checked here, not left to the backend: a content
@@ -470,6 +496,7 @@ class NamespacedWriter:
                         raise
                 finally:
                     self._w = None
+                    self._status = None
             await self._check_backend_has(actual, size)
             blob = records.Blob(
                 ingest.namespace, actual, size, dict(labels or {}), records.now_ns(), 0
@@ -494,6 +521,7 @@ class NamespacedWriter:
             return actual
 
     async def close(self) -> None:
+        self._status = None
         if self._w is not None:
             w, self._w = self._w, None
             await w.close()

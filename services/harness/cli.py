@@ -7,14 +7,13 @@ with ``--debug``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from api.errdefs import ErrdefsError
-from services.harness import logs
+from services.harness import logs, loop, memory
 from services.harness.server import ServerConfig
 
 log = logging.getLogger(__name__)
@@ -57,9 +56,10 @@ def run(
     argv: Sequence[str] | None = None,
 ) -> int:
     """Parse, configure logging, run ``main`` on a fresh loop; map errors to exit codes."""
+    memory.tune()
     args = parser.parse_args(argv)
     logs.configure(args.log_level, args.log_format, prog)
-    return report_errors(prog, args.debug, lambda: asyncio.run(main(args)))
+    return report_errors(prog, args.debug, lambda: loop.run(main(args)))
 
 
 def report_errors(
