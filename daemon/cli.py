@@ -29,10 +29,9 @@ from daemon import embedded
 from daemon.config import Config, Overrides
 from daemon.registry import RegistrationError, RequiredPluginError
 from daemon.server import Daemon, builtin_registrations, plugin_configs
-
+from services.harness import logs, loop, memory
 from services.harness.cli import report_errors
 from services.tasks.publish import publish_from_stdin
-from services.harness import logs, loop, memory
 
 PROG = "berthd"
 log = logging.getLogger(__name__)
@@ -160,9 +159,7 @@ def _cluster_command(args: argparse.Namespace) -> None:
     if not isinstance(meta, MetadataConfig) or meta.backend != "etcd":
         raise FailedPrecondition(f"{cfg.source or 'config'}: the metadata backend is not etcd")
     extra = [args.namespace, args.digest] if args.cluster_command == "holders" else []
-    loop.run(
-        clustercmd.run(backends.etcd_settings(meta), args.cluster_command, extra, sys.stdout)
-    )
+    loop.run(clustercmd.run(backends.etcd_settings(meta), args.cluster_command, extra, sys.stdout))
 
 
 async def _serve(cfg: Config) -> None:

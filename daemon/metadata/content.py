@@ -35,8 +35,8 @@ from daemon.metadata import records
 from daemon.metadata.db import MetadataDB, ensure_namespace
 from daemon.metadata.leases import CONTENT, INGESTS, add_to_lease, remove_from_lease
 from daemon.metadata.locks import RWLock
-from daemon.metadata.remote import RemoteContent
 from daemon.metadata.readahead import ReadAhead
+from daemon.metadata.remote import RemoteContent
 from daemon.metadata.store import BLOBS, Tx
 from daemon.metadata.store import INGESTS as INGESTS_TABLE
 from daemon.metadata.validation import apply_label_paths, q, validate_digest, validate_labels

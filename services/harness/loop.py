@@ -1,9 +1,10 @@
 """The event loop every berthd process runs on.
 
-uvloop (libuv) when it is installed, asyncio's own loop otherwise: the
-daemon and its plugins spend much of each call in the loop's scheduling,
-which uvloop does in C.  ``BERTHD_EVENT_LOOP=asyncio`` picks the standard
-loop (to compare, or to rule uvloop out when chasing a bug).
+asyncio's own loop by default; ``BERTHD_EVENT_LOOP=uvloop`` picks uvloop
+(libuv), which schedules in C.  uvloop is not the default: under it the
+daemon's shim handling (subprocesses that leave daemons behind, ttrpc to the
+shims) hung ``ctr run`` in the session that added it, and that is not
+understood yet.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ T = TypeVar("T")
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(main)`` on uvloop's loop when available."""
-    if os.environ.get("BERTHD_EVENT_LOOP", "") != "asyncio":
+    """``asyncio.run(main)``, on uvloop's loop when asked for and installed."""
+    if os.environ.get("BERTHD_EVENT_LOOP", "") == "uvloop":
         try:
             import uvloop
         except ImportError:
