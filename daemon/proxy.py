@@ -53,6 +53,9 @@ PROBE_INTERVAL = 0.5
 PROBE_TIMEOUT = 2.0
 PROBE_MISSES = 2
 
+# How long closing waits for the monitor and its health streams to end.
+CLOSE_WAIT = 2.0
+
 # Keep grpc-core's own reconnect backoff short: we replace the channel when
 # the plugin returns, but a channel that merely went idle reconnects itself.
 _CHANNEL_OPTIONS = (
@@ -163,8 +166,14 @@ class ProxyConnection:
         self._closed = True
         if self._monitor is not None:
             self._monitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor
+            # Closing the channel ends the monitor's health streams: grpc-aio
+            # can swallow a cancellation that lands in a stream read, so the
+            # monitor is never waited for without a bound either.
+            if self._channel is not None:
+                await self._channel.close(grace=0)
+            done, _ = await asyncio.wait({self._monitor}, timeout=CLOSE_WAIT)
+            if not done:
+                log.warning("%s: monitor did not stop", self.describe)
         self._set_up(False)
         if self._channel is not None:
             await self._channel.close()
@@ -293,7 +302,8 @@ class ProxyConnection:
         finally:
             for t in tasks:
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # Bounded: a cancellation grpc-aio swallowed must not hold us.
+            await asyncio.wait(tasks, timeout=CLOSE_WAIT)
         if channel in self._hung and self._channel is channel:
             self._channel = None
             await channel.close(grace=0)
