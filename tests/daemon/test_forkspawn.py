@@ -76,7 +76,8 @@ def test_forked_plugins_look_and_act_like_exec_ones(workdir: Path) -> None:
             lambda: any("berthd-content" in c and p != content for p, c in b.children().items()),
             what="content restarted",
         )
-        assert "started plugin content" in b.output()
+        # (the child can show before the daemon's log line about it)
+        wait_until(lambda: "started plugin content" in b.output(), what="restart logged")
         assert b.ctr("content", "ls").returncode == 0
         # Killed with -9, the daemon takes its forked plugins with it.
         pids = list(b.children())
