@@ -85,11 +85,17 @@ def plugin_configs(cfg: Config, registrations: Iterable[Registration]) -> dict[s
     return out
 
 
+def _socket_owner(uid: int, gid: int) -> tuple[int, int]:
+    """A socket's configured owner; 0/0 is the unset default, which only root
+    could hand the socket to, so elsewhere it means "leave as created"."""
+    if os.geteuid() != 0 and (uid, gid) == (0, 0):
+        return -1, -1
+    return uid, gid
+
+
 class Daemon(PluginServer):
     def __init__(self, config: Config, registrations: Sequence[Registration] | None = None) -> None:
-        uid, gid = config.grpc.uid, config.grpc.gid
-        if os.geteuid() != 0 and (uid, gid) == (0, 0):
-            uid = gid = -1  # the unset default; only root could hand the socket to root
+        uid, gid = _socket_owner(config.grpc.uid, config.grpc.gid)
         super().__init__(
             "berthd",
             ServerConfig(
@@ -215,9 +221,7 @@ class Daemon(PluginServer):
         from daemon.ttrpcserver import TtrpcEndpoint  # only daemons with ttrpc services
 
         cfg = self.cfg
-        uid, gid = cfg.ttrpc.uid, cfg.ttrpc.gid
-        if os.geteuid() != 0 and (uid, gid) == (0, 0):
-            uid = gid = -1
+        uid, gid = _socket_owner(cfg.ttrpc.uid, cfg.ttrpc.gid)
         self._ttrpc = TtrpcEndpoint(cfg.ttrpc.address, uid, gid)
         for svc in services:
             self._ttrpc.add(svc)

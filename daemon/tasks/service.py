@@ -19,18 +19,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
-from typing import Any
 
 import grpc
 from google.protobuf import any_pb2, empty_pb2, timestamp_pb2
 
-from api import errdefs, filters, namespaces
+from api import errdefs, filters
 from api.containerd.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
 from api.containerd.types import metrics_pb2
 from api.containerd.types.task import task_pb2
-from api.types import LEASE_HEADER, Mount
+from api.types import Mount
 from daemon.metadata import records
 from daemon.metadata.containers import ContainerStore
+from daemon.metadata.servicers.common import Context, lease, namespace
 from daemon.tasks import legacy
 from daemon.tasks.checkpoint import Checkpoints
 from services.tasks.runtime import Process, Runtime, Task
@@ -39,19 +39,6 @@ from services.tasks.types import IO, AnyValue, CreateOpts, ExecOpts, Exit, State
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "containerd.services.tasks.v1.Tasks"
-
-Context = grpc.aio.ServicerContext[Any, Any]
-
-
-def _namespace(context: Context) -> str:
-    return namespaces.required(context.invocation_metadata())
-
-
-def _lease(context: Context) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key.lower() == LEASE_HEADER:
-            return value.decode() if isinstance(value, bytes) else value
-    return ""
 
 
 def _any(raw: bytes | None) -> AnyValue | None:
@@ -152,7 +139,7 @@ class TasksServicer(tasks_pb2_grpc.TasksServicer):
     async def Create(
         self, request: tasks_pb2.CreateTaskRequest, context: Context
     ) -> tasks_pb2.CreateTaskResponse:
-        ns = _namespace(context)
+        ns = namespace(context)
         container = await self._container(ns, request.container_id)
         spec = _any(container.spec)
         if spec is None:
@@ -197,14 +184,14 @@ class TasksServicer(tasks_pb2_grpc.TasksServicer):
     async def Start(
         self, request: tasks_pb2.StartRequest, context: Context
     ) -> tasks_pb2.StartResponse:
-        p = await self._process(_namespace(context), request.container_id, request.exec_id)
+        p = await self._process(namespace(context), request.container_id, request.exec_id)
         pid = await p.start()
         return tasks_pb2.StartResponse(pid=pid)
 
     async def Delete(
         self, request: tasks_pb2.DeleteTaskRequest, context: Context
     ) -> tasks_pb2.DeleteResponse:
-        ns = _namespace(context)
+        ns = namespace(context)
         await self._task(ns, request.container_id)
         exit = await self.runtime.delete(ns, request.container_id)
         await self.checkpoints.release(ns, request.container_id)
@@ -215,7 +202,7 @@ class TasksServicer(tasks_pb2_grpc.TasksServicer):
     ) -> tasks_pb2.DeleteResponse:
         if not request.exec_id:
             raise errdefs.InvalidArgument("exec id must not be empty")
-        t = await self._task(_namespace(context), request.container_id)
+        t = await self._task(namespace(context), request.container_id)
         p = await t.process(request.exec_id)
         exit = await p.delete()
         return _delete_response(exit, request.exec_id)
@@ -223,13 +210,13 @@ class TasksServicer(tasks_pb2_grpc.TasksServicer):
     # --- state ---------------------------------------------------------------------
 
     async def Get(self, request: tasks_pb2.GetRequest, context: Context) -> tasks_pb2.GetResponse:
-        p = await self._process(_namespace(context), request.container_id, request.exec_id)
+        p = await self._process(namespace(context), request.container_id, request.exec_id)
         return tasks_pb2.GetResponse(process=_process(p.id, await _state(p)))
 
     async def List(
         self, request: tasks_pb2.ListTasksRequest, context: Context
     ) -> tasks_pb2.ListTasksResponse:
-        ns = _namespace(context)
+        ns = namespace(context)
         resp = tasks_pb2.ListTasksResponse()
         for t in self.runtime.list(ns):
             try:
@@ -242,7 +229,7 @@ class TasksServicer(tasks_pb2_grpc.TasksServicer):
     async def ListPids(
         self, request: tasks_pb2.ListPidsRequest, context: Context
     ) -> tasks_pb2.ListPidsResponse:
-        t = await self._task(_namespace(context), request.container_id)
+        t = await self._task(namespace(context), request.container_id)
         resp = tasks_pb2.ListPidsResponse()
         for info in await t.pids():
             pi = task_pb2.ProcessInfo(pid=info.pid)
@@ -254,7 +241,7 @@ class TasksServicer(tasks_pb2_grpc.TasksServicer):
     async def Wait(
         self, request: tasks_pb2.WaitRequest, context: Context
     ) -> tasks_pb2.WaitResponse:
-        p = await self._process(_namespace(context), request.container_id, request.exec_id)
+        p = await self._process(namespace(context), request.container_id, request.exec_id)
         exit = await p.wait()
         resp = tasks_pb2.WaitResponse(exit_status=exit.status)
         ts = _timestamp(exit.exited_at)
@@ -265,7 +252,7 @@ class TasksServicer(tasks_pb2_grpc.TasksServicer):
     async def Metrics(
         self, request: tasks_pb2.MetricsRequest, context: Context
     ) -> tasks_pb2.MetricsResponse:
-        ns = _namespace(context)
+        ns = namespace(context)
         match = filters.parse_all(*request.filters)
         resp = tasks_pb2.MetricsResponse()
         for t in self.runtime.list(ns):
@@ -288,7 +275,7 @@ class TasksServicer(tasks_pb2_grpc.TasksServicer):
     # --- control -------------------------------------------------------------------
 
     async def Kill(self, request: tasks_pb2.KillRequest, context: Context) -> empty_pb2.Empty:
-        ns = _namespace(context)
+        ns = namespace(context)
         if request.exec_id:
             # (containerd passes ``all`` to an exec process too; the runtime
             # library's Process.kill signals just that process.)
@@ -304,7 +291,7 @@ class TasksServicer(tasks_pb2_grpc.TasksServicer):
     ) -> empty_pb2.Empty:
         if not request.exec_id:
             raise errdefs.InvalidArgument("exec id cannot be empty")
-        t = await self._task(_namespace(context), request.container_id)
+        t = await self._task(namespace(context), request.container_id)
         if not request.HasField("spec"):
             raise errdefs.InvalidArgument("exec spec must not be empty")
         await t.exec(
@@ -319,32 +306,32 @@ class TasksServicer(tasks_pb2_grpc.TasksServicer):
     async def ResizePty(
         self, request: tasks_pb2.ResizePtyRequest, context: Context
     ) -> empty_pb2.Empty:
-        p = await self._process(_namespace(context), request.container_id, request.exec_id)
+        p = await self._process(namespace(context), request.container_id, request.exec_id)
         await p.resize_pty(request.width, request.height)
         return empty_pb2.Empty()
 
     async def CloseIO(self, request: tasks_pb2.CloseIORequest, context: Context) -> empty_pb2.Empty:
-        p = await self._process(_namespace(context), request.container_id, request.exec_id)
+        p = await self._process(namespace(context), request.container_id, request.exec_id)
         if request.stdin:
             await p.close_io()
         return empty_pb2.Empty()
 
     async def Pause(self, request: tasks_pb2.PauseTaskRequest, context: Context) -> empty_pb2.Empty:
-        t = await self._task(_namespace(context), request.container_id)
+        t = await self._task(namespace(context), request.container_id)
         await t.pause()
         return empty_pb2.Empty()
 
     async def Resume(
         self, request: tasks_pb2.ResumeTaskRequest, context: Context
     ) -> empty_pb2.Empty:
-        t = await self._task(_namespace(context), request.container_id)
+        t = await self._task(namespace(context), request.container_id)
         await t.resume()
         return empty_pb2.Empty()
 
     async def Update(
         self, request: tasks_pb2.UpdateTaskRequest, context: Context
     ) -> empty_pb2.Empty:
-        t = await self._task(_namespace(context), request.container_id)
+        t = await self._task(namespace(context), request.container_id)
         resources = _request_any(request.resources, request.HasField("resources"))
         await t.update(resources, dict(request.annotations))
         return empty_pb2.Empty()
@@ -352,11 +339,11 @@ class TasksServicer(tasks_pb2_grpc.TasksServicer):
     async def Checkpoint(
         self, request: tasks_pb2.CheckpointTaskRequest, context: Context
     ) -> tasks_pb2.CheckpointTaskResponse:
-        ns = _namespace(context)
+        ns = namespace(context)
         container = await self._container(ns, request.container_id)
         t = await self._task(ns, container.id)
         options = _request_any(request.options, request.HasField("options"))
-        descriptors = await self.checkpoints.take(ns, _lease(context), container, t, options)
+        descriptors = await self.checkpoints.take(ns, lease(context), container, t, options)
         return tasks_pb2.CheckpointTaskResponse(descriptors=descriptors)
 
     def register(self, server: grpc.aio.Server) -> None:
