@@ -20,13 +20,13 @@ import shutil
 import tarfile
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from api import errdefs
 from api.containerd.types import descriptor_pb2
 from api.containerd.types.runc.options import oci_pb2
 from daemon.metadata import records
-from daemon.metadata.content import NamespacedContent, NamespacedWriter
+from daemon.metadata.content import NamespacedContent
 from services.tasks.runtime import Task
 from services.tasks.types import AnyValue
 
@@ -190,42 +190,51 @@ class Checkpoints:
     async def _write(
         self, content: NamespacedContent, ns: str, lease: str, media_type: str, path: str
     ) -> descriptor_pb2.Descriptor:
-        size = os.path.getsize(path)
         digest = await asyncio.to_thread(_sha256_file, path)
-        w = await self._open(content, ns, lease, size, digest)
-        if w is not None:
+
+        async def chunks() -> AsyncIterator[bytes]:
+            f = await asyncio.to_thread(open, path, "rb")
             try:
-                f = await asyncio.to_thread(open, path, "rb")
-                try:
-                    while chunk := await asyncio.to_thread(f.read, CHUNK):
-                        await w.write(chunk)
-                finally:
-                    f.close()
-                with contextlib.suppress(errdefs.AlreadyExists):
-                    await w.commit(size, digest)
+                while chunk := await asyncio.to_thread(f.read, CHUNK):
+                    yield chunk
             finally:
-                await w.close()
-        return descriptor_pb2.Descriptor(media_type=media_type, digest=digest, size=size)
+                f.close()
+
+        size = os.path.getsize(path)
+        return await self._store(content, ns, lease, media_type, digest, size, chunks())
 
     async def _write_bytes(
         self, content: NamespacedContent, ns: str, lease: str, media_type: str, data: bytes
     ) -> descriptor_pb2.Descriptor:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield data
+
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        w = await self._open(content, ns, lease, len(data), digest)
-        if w is not None:
-            try:
-                await w.write(data)
-                with contextlib.suppress(errdefs.AlreadyExists):
-                    await w.commit(len(data), digest)
-            finally:
-                await w.close()
-        return descriptor_pb2.Descriptor(media_type=media_type, digest=digest, size=len(data))
+        return await self._store(content, ns, lease, media_type, digest, len(data), chunks())
 
     @staticmethod
-    async def _open(
-        content: NamespacedContent, ns: str, lease: str, size: int, digest: str
-    ) -> NamespacedWriter | None:
+    async def _store(
+        content: NamespacedContent,
+        ns: str,
+        lease: str,
+        media_type: str,
+        digest: str,
+        size: int,
+        chunks: AsyncIterator[bytes],
+    ) -> descriptor_pb2.Descriptor:
+        """Write ``chunks`` (of known ``digest`` and ``size``) as a blob of ``ns``
+        held by ``lease``; a blob the namespace has already is just held."""
+        desc = descriptor_pb2.Descriptor(media_type=media_type, digest=digest, size=size)
+        ref = f"checkpoint-{uuid.uuid4().hex}"
         try:
-            return await content.writer(ns, f"checkpoint-{uuid.uuid4().hex}", size, digest, lease)
+            w = await content.writer(ns, ref, size, digest, lease)
         except errdefs.AlreadyExists:
-            return None  # the namespace has it already (now held by the lease)
+            return desc  # the namespace has it already (now held by the lease)
+        try:
+            async for chunk in chunks:
+                await w.write(chunk)
+            with contextlib.suppress(errdefs.AlreadyExists):
+                await w.commit(size, digest)
+        finally:
+            await w.close()
+        return desc
