@@ -85,6 +85,26 @@ def berthd() -> Iterator[tuple[Berthd, str]]:
         yield b, metrics
 
 
+@pytest.fixture
+def restartable() -> Iterator[Berthd]:
+    """A daemon of the test's own (it is stopped, killed and started again),
+    with the image imported; whatever the test left running is removed."""
+    need_root()
+    need_binary("ctr", "runc", "containerd-shim-runc-v2")
+    need_embedded_plugins()
+    with short_tmpdir("bk") as d:
+        b = Berthd(d, embedded_toml(d))
+        try:
+            b.start()
+            b.ctr("images", "import", str(build_image_tar(d / "img.tar", IMAGE)))
+            yield b
+        finally:
+            if b.proc is not None:
+                for task in b.ctr("task", "ls", "-q", check=False).stdout.split():
+                    b.ctr("task", "rm", "-f", task, check=False)
+            b.__exit__(None, None, None)
+
+
 def test_run_rm_prints_and_exit_codes(berthd: tuple[Berthd, str]) -> None:
     b, _ = berthd
     out = b.ctr("run", "--rm", IMAGE, "t-echo", "echo", "hi")
@@ -272,39 +292,28 @@ def test_shim_killed_marks_the_task_stopped(berthd: tuple[Berthd, str]) -> None:
 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
-def test_running_container_survives_a_daemon_restart(how: int) -> None:
-    need_root()
-    need_binary("ctr", "runc", "containerd-shim-runc-v2")
-    need_embedded_plugins()
-    with short_tmpdir("bk") as d:
-        b = Berthd(d, embedded_toml(d))
-        try:
-            b.start()
-            b.ctr("images", "import", str(build_image_tar(d / "img.tar", IMAGE)))
-            b.ctr("run", "-d", IMAGE, "t-live", "sh", "-c", "trap 'exit 7' TERM; sleep 300 & wait")
-            pid = rows(b.ctr("task", "ls").stdout)[0][1]
-            if how == signal.SIGKILL:
-                b.kill9()
-            else:
-                assert b.stop() == 0
-            assert shims_of(d), "the shim must outlive the daemon"
-            b.start()
-            assert rows(b.ctr("task", "ls").stdout) == [["t-live", pid, "RUNNING"]]
-            b.ctr("task", "kill", "t-live")
-            wait_until(lambda: task_status(b, "t-live") == "STOPPED", what="stopped")
-            # the exit status reaches the daemon through the reconnected shim
-            with b.channel() as ch:
-                got = tasks_pb2_grpc.TasksStub(ch).Get(
-                    tasks_pb2.GetRequest(container_id="t-live"), metadata=NS, timeout=10
-                )
-            assert got.process.exit_status == 7
-            b.ctr("task", "rm", "t-live")
-            b.ctr("containers", "rm", "t-live")
-            wait_until(lambda: shims_of(d) == [], what="shim gone")
-        finally:
-            if b.proc is not None:
-                b.ctr("task", "rm", "-f", "t-live", check=False)
-            b.__exit__(None, None, None)
+def test_running_container_survives_a_daemon_restart(restartable: Berthd, how: int) -> None:
+    b, d = restartable, restartable.workdir
+    b.ctr("run", "-d", IMAGE, "t-live", "sh", "-c", "trap 'exit 7' TERM; sleep 300 & wait")
+    pid = rows(b.ctr("task", "ls").stdout)[0][1]
+    if how == signal.SIGKILL:
+        b.kill9()
+    else:
+        assert b.stop() == 0
+    assert shims_of(d), "the shim must outlive the daemon"
+    b.start()
+    assert rows(b.ctr("task", "ls").stdout) == [["t-live", pid, "RUNNING"]]
+    b.ctr("task", "kill", "t-live")
+    wait_until(lambda: task_status(b, "t-live") == "STOPPED", what="stopped")
+    # the exit status reaches the daemon through the reconnected shim
+    with b.channel() as ch:
+        got = tasks_pb2_grpc.TasksStub(ch).Get(
+            tasks_pb2.GetRequest(container_id="t-live"), metadata=NS, timeout=10
+        )
+    assert got.process.exit_status == 7
+    b.ctr("task", "rm", "t-live")
+    b.ctr("containers", "rm", "t-live")
+    wait_until(lambda: shims_of(d) == [], what="shim gone")
 
 
 def _criu_problem() -> str | None:
@@ -348,40 +357,33 @@ def test_checkpoint_and_restore(berthd: tuple[Berthd, str]) -> None:
         b.ctr("images", "rm", "berth-cp/t-cp:1", check=False)
 
 
-def test_daemon_killed_mid_create_leaves_nothing_a_restart_cannot_clean() -> None:
-    need_root()
-    need_binary("ctr", "runc", "containerd-shim-runc-v2")
-    need_embedded_plugins()
-    with short_tmpdir("bk") as d:
-        b = Berthd(d, embedded_toml(d))
-        try:
-            b.start()
-            b.ctr("images", "import", str(build_image_tar(d / "img.tar", IMAGE)))
-            bundle = b.state / "io.containerd.runtime.v2.task" / "default" / "t-mid"
-            argv = ["ctr", "--address", b.address, "run", "-d", IMAGE, "t-mid", "sleep", "300"]
-            run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not bundle.exists():
-                time.sleep(0.002)
-            assert bundle.exists(), "the create never started"
-            b.kill9()
-            run.communicate(timeout=30)
-            b.start()
-            # Whatever the kill interrupted, the task is either there (and can be
-            # stopped and removed) or gone; the container can then be removed.
-            if task_status(b, "t-mid") is not None:
-                b.ctr("task", "kill", "-s", "SIGKILL", "t-mid", check=False)
-                wait_until(lambda: task_status(b, "t-mid") in ("STOPPED", None), what="stopped")
-                b.ctr("task", "rm", "-f", "t-mid", check=False)
-            assert task_status(b, "t-mid") is None
-            b.ctr("containers", "rm", "t-mid", check=False)
-            assert "t-mid" not in b.ctr("containers", "ls", "-q").stdout.split()
-            wait_until(lambda: shims_of(d) == [], what="no shim left")
-            wait_until(lambda: not bundle.exists(), what="bundle removed")
-            # And the daemon runs containers as before.
-            assert b.ctr("run", "--rm", IMAGE, "t-after", "echo", "ok").stdout == "ok\n"
-        finally:
-            b.__exit__(None, None, None)
+def test_daemon_killed_mid_create_leaves_nothing_a_restart_cannot_clean(
+    restartable: Berthd,
+) -> None:
+    b, d = restartable, restartable.workdir
+    bundle = b.state / "io.containerd.runtime.v2.task" / "default" / "t-mid"
+    argv = ["ctr", "--address", b.address, "run", "-d", IMAGE, "t-mid", "sleep", "300"]
+    run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not bundle.exists():
+        time.sleep(0.002)
+    assert bundle.exists(), "the create never started"
+    b.kill9()
+    run.communicate(timeout=30)
+    b.start()
+    # Whatever the kill interrupted, the task is either there (and can be
+    # stopped and removed) or gone; the container can then be removed.
+    if task_status(b, "t-mid") is not None:
+        b.ctr("task", "kill", "-s", "SIGKILL", "t-mid", check=False)
+        wait_until(lambda: task_status(b, "t-mid") in ("STOPPED", None), what="stopped")
+        b.ctr("task", "rm", "-f", "t-mid", check=False)
+    assert task_status(b, "t-mid") is None
+    b.ctr("containers", "rm", "t-mid", check=False)
+    assert "t-mid" not in b.ctr("containers", "ls", "-q").stdout.split()
+    wait_until(lambda: shims_of(d) == [], what="no shim left")
+    wait_until(lambda: not bundle.exists(), what="bundle removed")
+    # And the daemon runs containers as before.
+    assert b.ctr("run", "--rm", IMAGE, "t-after", "echo", "ok").stdout == "ok\n"
 
 
 def test_gc_keeps_what_a_container_uses(berthd: tuple[Berthd, str]) -> None:
@@ -406,35 +408,26 @@ def test_gc_keeps_what_a_container_uses(berthd: tuple[Berthd, str]) -> None:
     wait_until(lambda: "t-gc" not in b.ctr("snapshots", "ls").stdout, what="snapshot freed")
 
 
-def test_exit_while_the_daemon_is_down_reaches_wait() -> None:
-    need_root()
-    need_binary("ctr", "runc", "containerd-shim-runc-v2")
-    need_embedded_plugins()
-    with short_tmpdir("bk") as d:
-        b = Berthd(d, embedded_toml(d))
-        try:
-            b.start()
-            b.ctr("images", "import", str(build_image_tar(d / "img.tar", IMAGE)))
-            b.ctr("run", "-d", IMAGE, "t-gone", "sh", "-c", "sleep 300 & wait; exit 5")
-            pid = int(rows(b.ctr("task", "ls").stdout)[0][1])
-            b.kill9()
-            # The container ends while no daemon runs: only its shim sees it.
-            for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-                os.kill(int(child), signal.SIGKILL)
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-                time.sleep(0.05)
-            b.start()
-            with b.channel() as ch:
-                waited = tasks_pb2_grpc.TasksStub(ch).Wait(
-                    tasks_pb2.WaitRequest(container_id="t-gone"), metadata=NS, timeout=30
-                )
-            assert waited.exit_status == 5
-            assert task_status(b, "t-gone") == "STOPPED"
-            b.ctr("task", "rm", "t-gone")
-            b.ctr("containers", "rm", "t-gone")
-        finally:
-            b.__exit__(None, None, None)
+def test_exit_while_the_daemon_is_down_reaches_wait(restartable: Berthd) -> None:
+    b = restartable
+    b.ctr("run", "-d", IMAGE, "t-gone", "sh", "-c", "sleep 300 & wait; exit 5")
+    pid = int(rows(b.ctr("task", "ls").stdout)[0][1])
+    b.kill9()
+    # The container ends while no daemon runs: only its shim sees it.
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        os.kill(int(child), signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.05)
+    b.start()
+    with b.channel() as ch:
+        waited = tasks_pb2_grpc.TasksStub(ch).Wait(
+            tasks_pb2.WaitRequest(container_id="t-gone"), metadata=NS, timeout=30
+        )
+    assert waited.exit_status == 5
+    assert task_status(b, "t-gone") == "STOPPED"
+    b.ctr("task", "rm", "t-gone")
+    b.ctr("containers", "rm", "t-gone")
 
 
 def test_checkpoint_to_restore_from_stays_until_the_task_is_deleted(
