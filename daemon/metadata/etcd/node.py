@@ -46,6 +46,22 @@ def process_start(pid: int) -> str:
         return ""
 
 
+async def stop_stream_task(
+    task: asyncio.Task[None], call: grpc.aio.StreamStreamCall[Any, Any] | None
+) -> None:
+    """Stop a task that serves a gRPC stream: the call first (a task blocked
+    in the stream's write does not always see its own cancellation at once),
+    then the task, waiting a bounded moment for it."""
+    if call is not None:
+        call.cancel()
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=2.0)
+    if not done:
+        log.warning("etcd: %s did not stop within 2s (left behind)", task.get_name())
+    elif not task.cancelled() and task.exception() is not None:
+        log.debug("etcd: %s ended with %r", task.get_name(), task.exception())
+
+
 def _create_if_absent(key: bytes, value: bytes, lease: int = 0) -> rpc_pb2.TxnRequest:
     return rpc_pb2.TxnRequest(
         compare=[
@@ -70,6 +86,10 @@ class NodeSession:
         self.lease = 0
         self.host = socket.gethostname()
         self._keepalive: asyncio.Task[None] | None = None
+        self._call: grpc.aio.StreamStreamCall[Any, Any] | None = None
+        # Set before the keep-alive task is cancelled: a stream call may turn
+        # the cancellation into an error of its own, which must not loop on.
+        self._stopping = False
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -159,10 +179,11 @@ class NodeSession:
         """Refresh the lease every third of its TTL; take the key again if it lapsed."""
         client = self.store.client
         every = max(self.store.settings.lease_ttl / 3.0, 0.5)
-        while True:
+        while not self._stopping:
             i = client.current
             try:
                 call = client.lease_stub(i).LeaseKeepAlive(metadata=HAS_LEADER)
+                self._call = call
                 try:
                     while True:
                         await call.write(rpc_pb2.LeaseKeepAliveRequest(ID=self.lease))
@@ -184,27 +205,30 @@ class NodeSession:
                         self.store.set_up(True)
                         await asyncio.sleep(every)
                 finally:
+                    self._call = None
                     call.cancel()
             except asyncio.CancelledError:
                 raise
             except errdefs.FailedPrecondition as e:
                 self.store.fail(e)
                 return
-            except (grpc.aio.AioRpcError, Unreachable, TimeoutError) as e:
+            except Exception as e:
+                if self._stopping:
+                    return
+                if not isinstance(e, grpc.aio.AioRpcError | Unreachable | TimeoutError):
+                    log.exception("etcd: lease keep-alive failed")
+                    await asyncio.sleep(1.0)
+                    continue
                 client.rotate(i)
                 why = e.details() if isinstance(e, grpc.aio.AioRpcError) else str(e)
                 self.store.set_up(False, f"lease keep-alive: {why}")
                 await asyncio.sleep(0.5)
-            except Exception:
-                log.exception("etcd: lease keep-alive failed")
-                await asyncio.sleep(1.0)
 
     async def leave(self) -> None:
         """Stop keeping the lease and revoke it: the node's live key goes at once."""
+        self._stopping = True
         if self._keepalive is not None:
-            self._keepalive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keepalive
+            await stop_stream_task(self._keepalive, self._call)
             self._keepalive = None
         if self.lease:
             with contextlib.suppress(Exception):

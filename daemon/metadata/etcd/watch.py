@@ -11,7 +11,6 @@ listeners are told too: what happened meanwhile is unknown.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from api.etcd.etcdserverpb import rpc_pb2
 from api.etcd.mvccpb import kv_pb2
 from daemon.metadata.etcd.client import HAS_LEADER, EtcdError
 from daemon.metadata.etcd.layout import range_end
+from daemon.metadata.etcd.node import stop_stream_task
 
 if TYPE_CHECKING:
     from daemon.metadata.etcd.store import EtcdStore
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DELETE = kv_pb2.Event.DELETE
+WatchCall = grpc.aio.StreamStreamCall[rpc_pb2.WatchRequest, rpc_pb2.WatchResponse]
 
 
 class ClusterWatch:
@@ -39,6 +40,8 @@ class ClusterWatch:
         self.live_nodes: set[str] = set()
         self.on_nodes: list[Callable[[list[str]], None]] = []
         self._task: asyncio.Task[None] | None = None
+        self._call: WatchCall | None = None
+        self._stopping = False  # (see NodeSession._stopping)
         self._rev = 0
 
     def start(self) -> None:
@@ -46,10 +49,9 @@ class ClusterWatch:
             self._task = asyncio.create_task(self._run(), name="etcd-watch")
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_stream_task(self._task, self._call)
             self._task = None
 
     def _notify(self) -> None:
@@ -86,7 +88,7 @@ class ClusterWatch:
             layout.cluster["blobs"].prefix(()),
         ]
         first = True
-        while True:
+        while not self._stopping:
             i = client.current
             try:
                 rev = await self._load_nodes()
@@ -95,6 +97,7 @@ class ClusterWatch:
                     self._notify()  # what happened while we were away is unknown
                 first = False
                 call = client.watch_stub(i).Watch(metadata=HAS_LEADER)
+                self._call = call
                 try:
                     for prefix in watched:
                         await call.write(
@@ -106,21 +109,23 @@ class ClusterWatch:
                         )
                     await self._follow(call)
                 finally:
+                    self._call = None
                     call.cancel()
             except asyncio.CancelledError:
                 raise
-            except (grpc.aio.AioRpcError, EtcdError) as e:
+            except Exception as e:
+                if self._stopping:
+                    return
+                if not isinstance(e, grpc.aio.AioRpcError | EtcdError):
+                    log.exception("etcd watch failed")
+                    await asyncio.sleep(1.0)
+                    continue
                 client.rotate(i)
                 why = e.details() if isinstance(e, grpc.aio.AioRpcError) else str(e)
                 log.debug("etcd watch interrupted: %s", why)
                 await asyncio.sleep(0.5)
-            except Exception:
-                log.exception("etcd watch failed")
-                await asyncio.sleep(1.0)
 
-    async def _follow(
-        self, call: grpc.aio.StreamStreamCall[rpc_pb2.WatchRequest, rpc_pb2.WatchResponse]
-    ) -> None:
+    async def _follow(self, call: WatchCall) -> None:
         layout = self.store.layout
         nodes = layout.nodes
         images = layout.cluster["images"].root.encode()
