@@ -1,6 +1,6 @@
 """What a plugin instance can offer the daemon, recognised by interface.
 
-As containerd's server (cmd/containerd/server/server.go, v1.7) serves every
+As containerd's server (services/server/server.go at v1.7) serves every
 plugin whose instance implements its grpc or ttrpc service interface and
 closes every ``io.Closer``, berthd's server looks at each initialised
 instance for these capabilities and knows no plugin by name:

@@ -18,19 +18,19 @@ the user as one line naming the file and key (a traceback only with
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
 from collections.abc import Sequence
 
-from api.errdefs import ErrdefsError, FailedPrecondition
+from api.errdefs import FailedPrecondition
 from daemon import config as configuration
 from daemon import embedded
 from daemon.config import Config, Overrides
 from daemon.registry import RegistrationError, RequiredPluginError
 from daemon.server import Daemon, builtin_registrations, plugin_configs
-from services.harness import logs
+from services.harness import logs, loop, memory
+from services.harness.cli import report_errors
 from services.tasks.publish import publish_from_stdin
 
 PROG = "berthd"
@@ -159,51 +159,38 @@ def _cluster_command(args: argparse.Namespace) -> None:
     if not isinstance(meta, MetadataConfig) or meta.backend != "etcd":
         raise FailedPrecondition(f"{cfg.source or 'config'}: the metadata backend is not etcd")
     extra = [args.namespace, args.digest] if args.cluster_command == "holders" else []
-    asyncio.run(
-        clustercmd.run(backends.etcd_settings(meta), args.cluster_command, extra, sys.stdout)
-    )
+    loop.run(clustercmd.run(backends.etcd_settings(meta), args.cluster_command, extra, sys.stdout))
 
 
 async def _serve(cfg: Config) -> None:
     await Daemon(cfg).serve()
 
 
+def _run(args: argparse.Namespace) -> None:
+    if args.command == "config":
+        _config_command(args)
+        return
+    if args.command == "cluster":
+        _cluster_command(args)
+        return
+    if args.command == "publish":
+        address = args.address or os.path.join(configuration.DEFAULT_STATE, "berthd.sock")
+        event = sys.stdin.buffer.read()
+        loop.run(publish_from_stdin(address, args.topic, args.namespace, event))
+        return
+    cfg = load_config(args)
+    level = args.log_level or cfg.debug.level or "info"
+    logs.configure(level, args.log_format or cfg.debug.format or "text", PROG)
+    loop.run(_serve(cfg))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    memory.tune()
     args = build_parser().parse_args(argv)
     logs.configure(args.log_level or "info", args.log_format or "text", PROG)
-    try:
-        if args.command == "config":
-            _config_command(args)
-            return 0
-        if args.command == "cluster":
-            _cluster_command(args)
-            return 0
-        if args.command == "publish":
-            address = args.address or os.path.join(configuration.DEFAULT_STATE, "berthd.sock")
-            asyncio.run(
-                publish_from_stdin(address, args.topic, args.namespace, sys.stdin.buffer.read())
-            )
-            return 0
-        cfg = load_config(args)
-        level = args.log_level or cfg.debug.level or "info"
-        logs.configure(level, args.log_format or cfg.debug.format or "text", PROG)
-        asyncio.run(_serve(cfg))
-    except KeyboardInterrupt:
-        return 130
-    except (ErrdefsError, OSError, ValueError, RegistrationError, RequiredPluginError) as e:
-        if args.debug:
-            log.exception("%s failed", PROG)
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 1
-    except Exception as e:
-        if args.debug:
-            raise
-        print(
-            f"{PROG}: error: unexpected {type(e).__name__}: {e} (--debug for details)",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    return report_errors(
+        PROG, args.debug, lambda: _run(args), (RegistrationError, RequiredPluginError)
+    )
 
 
 if __name__ == "__main__":

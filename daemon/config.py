@@ -31,6 +31,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from api.errdefs import InvalidArgument
+from api.goduration import parse_duration
 from daemon.tomlcodec import INTERNAL, RAW, ConfigError, decode, dumps, encode, key_path
 
 log = logging.getLogger(__name__)
@@ -375,21 +377,14 @@ def parse_string(text: str, source: str) -> RawConfig:
 # --- step two: resolve --------------------------------------------------------
 
 _HOSTPORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[^:\[\]]*):(\d{1,5})$")
-_DURATION = re.compile(r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)")
 
 
 def _valid_duration(s: str) -> bool:
     # Go's time.ParseDuration grammar, which containerd's [timeouts] use.
-    s = s.lstrip("+-")
-    if s == "0":
-        return True
-    if not s:
+    try:
+        parse_duration(s)
+    except InvalidArgument:
         return False
-    while s:
-        m = _DURATION.match(s)
-        if m is None:
-            return False
-        s = s[m.end() :]
     return True
 
 

@@ -1,9 +1,11 @@
 """The embedded default: what ``berthd`` runs with no config file.
 
-One command gives a working daemon: the content store, the overlayfs
-snapshotter and the differ start as supervised child processes on sockets
-under the state directory, with their data under the root (in containerd's
-``<root>/<plugin uri>`` layout).  ``berthd config default`` prints exactly
+One command gives a working daemon: the content store, the snapshotters and
+the differ start as supervised child processes on sockets under the state
+directory, with their data under the root (in containerd's
+``<root>/<plugin uri>`` layout).  As containerd on Linux, it has ``overlayfs``
+(clients' default) and ``native``: one snapshotter process serves both on one
+socket, each request naming its snapshotter.  ``berthd config default`` prints exactly
 this text, so writing it to /etc/berthd/config.toml changes nothing.
 """
 
@@ -30,8 +32,8 @@ DEFAULT_METRICS_ADDRESS = "127.0.0.1:1338"
 
 _DEFAULT_TEMPLATE = """\
 # berthd's embedded default: the daemon starts the content store, the
-# overlayfs snapshotter and the differ as supervised child processes on
-# sockets under its state directory, with their data under its root.
+# snapshotters and the differ as supervised child processes on sockets under
+# its state directory, with their data under its root.
 # Running each plugin as its own service instead: see deploy/.
 version = 2
 root = {root}
@@ -65,21 +67,29 @@ state = {state}
     command = ["berthd-content", "--root", {content_root}, "--address", {content_sock}]
     metrics_address = "auto"
 
+  # One process serves both snapshotters on one socket (each request names
+  # its snapshotter), each with its root under the daemon's root:
+  # <root>/io.containerd.snapshotter.v1.overlayfs and .native.
   [proxy_plugins.overlayfs]
     type = "snapshot"
     address = {snap_sock}
-    command = ["berthd-snapshotter", "--root", {snap_root}, "--address", {snap_sock}, \
-"--backend", "overlayfs"]
+    command = ["berthd-snapshotter", "--root", {root}, "--address", {snap_sock}, \
+"--backend", "overlayfs", "--backend", "native"]
     metrics_address = "auto"
+
+  # Served by the overlayfs entry's process: no command of its own.
+  [proxy_plugins.native]
+    type = "snapshot"
+    address = {snap_sock}
 
   # The differ reads and writes blobs through the daemon, so a layer it
   # writes is recorded in the request's namespace (and kept by GC); it
-  # mounts only what lies under the snapshotter's root.
+  # mounts only what lies under the snapshotters' roots.
   [proxy_plugins.walking]
     type = "diff"
     address = {diff_sock}
     command = ["berthd-diff", "--root", {diff_root}, "--address", {diff_sock}, \
-"--content-address", {address}, "--allowed-root", {snap_root}]
+"--content-address", {address}, "--allowed-root", {overlay_root}, "--allowed-root", {native_root}]
     metrics_address = "auto"
 """
 
@@ -110,7 +120,8 @@ def default_toml(
         content_sock=q(os.path.join(state, "content.sock")),
         content_root=q(os.path.join(root, "io.containerd.content.v1.content")),
         snap_sock=q(os.path.join(state, "snapshotter.sock")),
-        snap_root=q(os.path.join(root, "io.containerd.snapshotter.v1.overlayfs")),
+        overlay_root=q(os.path.join(root, "io.containerd.snapshotter.v1.overlayfs")),
+        native_root=q(os.path.join(root, "io.containerd.snapshotter.v1.native")),
         diff_sock=q(os.path.join(state, "diff.sock")),
         diff_root=q(os.path.join(root, "io.containerd.differ.v1.walking")),
     )

@@ -46,12 +46,15 @@ Context = grpc.aio.ServicerContext[Any, Any]
 # PROBE_INTERVAL seconds; PROBE_MISSES answers in a row not given within
 # PROBE_TIMEOUT mark it hung: its channel is dropped, calls in flight on it
 # fail with Unavailable naming it, and new calls fail fast until it answers
-# again (within about 4 s in all).  (grpc-core's HTTP/2 keepalive pings are
+# again (within about 5 s in all).  (grpc-core's HTTP/2 keepalive pings are
 # not used: on these unix-socket channels they never fired, and the server
 # options that admit them broke large writes.)
 PROBE_INTERVAL = 0.5
-PROBE_TIMEOUT = 1.5
+PROBE_TIMEOUT = 2.0
 PROBE_MISSES = 2
+
+# How long closing waits for the monitor and its health streams to end.
+CLOSE_WAIT = 2.0
 
 # Keep grpc-core's own reconnect backoff short: we replace the channel when
 # the plugin returns, but a channel that merely went idle reconnects itself.
@@ -143,6 +146,10 @@ class ProxyConnection:
         """Call ``listener(up)`` at every up/down transition."""
         self._listeners.append(listener)
 
+    def wake(self) -> None:
+        """Dial now (e.g. the plugin just reported ready) rather than after the backoff."""
+        self._wake.set()
+
     def start(self) -> None:
         if self._monitor is None:
             self._monitor = asyncio.create_task(self._run(), name=f"proxy-{self.name}")
@@ -159,8 +166,14 @@ class ProxyConnection:
         self._closed = True
         if self._monitor is not None:
             self._monitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor
+            # Closing the channel ends the monitor's health streams: grpc-aio
+            # can swallow a cancellation that lands in a stream read, so the
+            # monitor is never waited for without a bound either.
+            if self._channel is not None:
+                await self._channel.close(grace=0)
+            done, _ = await asyncio.wait({self._monitor}, timeout=CLOSE_WAIT)
+            if not done:
+                log.warning("%s: monitor did not stop", self.describe)
         self._set_up(False)
         if self._channel is not None:
             await self._channel.close()
@@ -289,7 +302,8 @@ class ProxyConnection:
         finally:
             for t in tasks:
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # Bounded: a cancellation grpc-aio swallowed must not hold us.
+            await asyncio.wait(tasks, timeout=CLOSE_WAIT)
         if channel in self._hung and self._channel is channel:
             self._channel = None
             await channel.close(grace=0)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Callable
 
@@ -30,18 +31,25 @@ from services.snapshotter.proxy import ProxySnapshotter
 # A supervised plugin whose socket accepts connections but that has not
 # answered its health checks for this long is hung: it is killed and
 # restarted like one that crashed.
-HUNG_AFTER = 5.0
+HUNG_AFTER = 10.0
 
 
 class ProxyPlugin:
-    """The daemon-facing side of a proxy backend: its connection and process."""
+    """The daemon-facing side of a proxy backend: its connection and process.
+
+    Listed first among a backend's bases, so its ``close`` (the connection's)
+    is the one the daemon calls, not the proxy client's no-op.
+    """
 
     def __init__(
         self, conn: ProxyConnection, child: Child | None, supervisor: Supervisor | None = None
     ) -> None:
         self.connection = conn
         self.child = child
+        self._supervisor = supervisor
         self._watchdog: asyncio.Task[None] | None = None
+        if child is not None:
+            child.on_ready.append(conn.wake)
         if child is not None and supervisor is not None:
             self._watchdog = asyncio.create_task(
                 self._watch(child, supervisor), name=f"watchdog-{conn.name}"
@@ -75,13 +83,28 @@ class ProxyPlugin:
     def on_change(self, listener: Callable[[bool], None]) -> None:
         self.connection.on_change(listener)
 
-    async def wait_ready(self) -> bool:
-        """Up; or False as soon as a supervised process exits while starting.
+    def _process(self) -> Child | None:
+        """The supervised process serving this plugin's socket, if any.
 
-        A plugin the daemon does not start is not waited for: it may be
+        An entry without a command may share the socket of one with a command
+        (one process serving several snapshotters): it waits for that process.
+        Only the owning entry watches it for hangs.
+        """
+        if self.child is not None or self._supervisor is None:
+            return self.child
+        address = os.path.abspath(self.connection.address)
+        for child in self._supervisor.children:
+            if child.spec.socket and os.path.abspath(child.spec.socket) == address:
+                return child
+        return None
+
+    async def wait_ready(self) -> bool:
+        """Up; or False as soon as the supervised process serving it exits while starting.
+
+        A plugin no process of the daemon serves is not waited for: it may be
         started later by its own unit, and its calls fail fast until then.
         """
-        conn, child = self.connection, self.child
+        conn, child = self.connection, self._process()
         if conn.up or child is None:
             return conn.up
         up = asyncio.ensure_future(conn.until_up())
@@ -103,7 +126,7 @@ class ProxyPlugin:
         await self.connection.close()
 
 
-class ProxiedContentStore(ProxyContentStore, ProxyPlugin):
+class ProxiedContentStore(ProxyPlugin, ProxyContentStore):
     def __init__(
         self, conn: ProxyConnection, child: Child | None, supervisor: Supervisor | None = None
     ) -> None:
@@ -111,7 +134,7 @@ class ProxiedContentStore(ProxyContentStore, ProxyPlugin):
         ProxyPlugin.__init__(self, conn, child, supervisor)
 
 
-class ProxiedSnapshotter(ProxySnapshotter, ProxyPlugin):
+class ProxiedSnapshotter(ProxyPlugin, ProxySnapshotter):
     def __init__(
         self, conn: ProxyConnection, child: Child | None, supervisor: Supervisor | None = None
     ) -> None:
@@ -124,7 +147,7 @@ class ProxiedSnapshotter(ProxySnapshotter, ProxyPlugin):
         ProxyPlugin.__init__(self, conn, child, supervisor)
 
 
-class ProxiedDiffer(ProxyDiffer, ProxyPlugin):
+class ProxiedDiffer(ProxyPlugin, ProxyDiffer):
     def __init__(
         self, conn: ProxyConnection, child: Child | None, supervisor: Supervisor | None = None
     ) -> None:

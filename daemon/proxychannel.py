@@ -50,15 +50,30 @@ Serializer = Callable[[Any], bytes] | None
 
 # A unary call the caller gave no deadline gets this one: a plugin that is
 # alive but stuck on one call (health checks still answered) cannot hold
-# the caller forever.  Layer apply and diff legitimately take long: they get
-# none (a hung plugin still fails them through the health probes).
-DEFAULT_DEADLINE = 30.0
+# the caller forever.  It is generous (a snapshot commit computes disk usage,
+# a cleanup waits for large deletes): hangs are the health probes' to find.
+# Layer apply and diff can take longer still: they get none.
+DEFAULT_DEADLINE = 120.0
 UNBOUNDED = frozenset(
     {"/containerd.services.diff.v1.Diff/Apply", "/containerd.services.diff.v1.Diff/Diff"}
 )
 
 # A stream whose plugin sends nothing for this long is given up on.
-STREAM_STALL = 30.0
+STREAM_STALL = 120.0
+
+
+def _hung_error(
+    conn: ProxyConnection, channel: grpc.aio.Channel | None, e: BaseException
+) -> errdefs.Unavailable | None:
+    """Unavailable when ``e`` ended a call because ``channel``'s plugin was dropped as
+    hung; None when it is anything else (including the caller's own cancellation)."""
+    if isinstance(e, asyncio.CancelledError):
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            return None
+    elif not isinstance(e, grpc.RpcError):
+        return None
+    return conn.dropped_as_hung(channel)
 
 
 def _stalled(conn: ProxyConnection, method: str) -> errdefs.Unavailable:
@@ -153,7 +168,7 @@ class _UnaryUnary(_Multicallable):
         except (grpc.RpcError, asyncio.CancelledError) as e:
             # A call on a channel dropped because its plugin hung ends as a
             # local cancellation: the caller learns the plugin is unavailable.
-            failure = self.conn.dropped_as_hung(channel) or e
+            failure = _hung_error(self.conn, channel, e) or e
             if failure is e:
                 raise
             raise failure from None
@@ -178,7 +193,7 @@ class _StreamUnary(_Multicallable):
         except (grpc.RpcError, asyncio.CancelledError) as e:
             # A call on a channel dropped because its plugin hung ends as a
             # local cancellation: the caller learns the plugin is unavailable.
-            failure = self.conn.dropped_as_hung(channel) or e
+            failure = _hung_error(self.conn, channel, e) or e
             if failure is e:
                 raise
             raise failure from None
@@ -239,11 +254,10 @@ class _LazyCall:
 
     def _failed(self, e: BaseException) -> BaseException:
         """What a failure of the call is to the caller (a hung plugin's cut is Unavailable)."""
-        if isinstance(e, grpc.RpcError | asyncio.CancelledError):
-            hung = self._conn.dropped_as_hung(self._channel)
-            if hung is not None:
-                self._finish(hung)
-                return hung
+        hung = _hung_error(self._conn, self._channel, e)
+        if hung is not None:
+            self._finish(hung)
+            return hung
         self._finish(e)
         return e
 

@@ -104,6 +104,9 @@ def _make_init(name: str, p: ProxyPluginConfig) -> Init:
             )
             ic.meta.exports["command"] = " ".join(argv)
             log.info("proxy plugin %s: supervising pid %s", name, child.pid)
+        else:
+            # Another entry's command may serve this socket: readiness waits for it.
+            supervisor = ic.optional(Supervisor)
         conn = ProxyConnection(name, p.plugin_type, p.address, ic.optional(DaemonMetrics))
         conn.start()
         return _BACKENDS[p.plugin_type](conn, child, supervisor)

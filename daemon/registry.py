@@ -246,7 +246,14 @@ class Registry:
 
 
 class RequiredPluginError(RuntimeError):
-    """A plugin named in required_plugins is missing or failed."""
+    """A plugin named in required_plugins is missing or failed.
+
+    ``plugins`` holds what was initialised up to then, for the caller to close.
+    """
+
+    def __init__(self, message: str, plugins: PluginSet | None = None) -> None:
+        super().__init__(message)
+        self.plugins = plugins if plugins is not None else PluginSet()
 
 
 ContextFactory = Callable[[Registration, PluginSet], InitContext]
@@ -282,8 +289,8 @@ async def load(
         plugins.add(p)
         if reg.uri in missing:
             if p.error is not None:
-                raise RequiredPluginError(f"load required plugin {reg.uri}: {p.error}")
+                raise RequiredPluginError(f"load required plugin {reg.uri}: {p.error}", plugins)
             missing.discard(reg.uri)
     if missing:
-        raise RequiredPluginError(f"required plugin {sorted(missing)} not included")
+        raise RequiredPluginError(f"required plugin {sorted(missing)} not included", plugins)
     return plugins

@@ -26,8 +26,16 @@ from daemon.capabilities import Closeable, GrpcService, Readiness, ServesGrpc, S
 from daemon.config import Config
 from daemon.metadata import plugin as metadata_plugin
 from daemon.metrics import DaemonMetrics, FederatingRegistry
+from daemon.peer import plugin as peer_plugin
 from daemon.proxyplugins import ProxyOptions, ScrapeTargets
-from daemon.registry import InitContext, PluginSet, Registration, Registry, load
+from daemon.registry import (
+    InitContext,
+    PluginSet,
+    Registration,
+    Registry,
+    RequiredPluginError,
+    load,
+)
 from daemon.supervisor import Supervisor
 from daemon.tasks import plugin as tasks_plugin
 from daemon.version import BuildInfo, build_info
@@ -62,6 +70,7 @@ def builtin_registrations() -> list[Registration]:
             ]
         ),
         *tasks_plugin.REGISTRATIONS,
+        *peer_plugin.REGISTRATIONS,
     ]
 
 
@@ -153,7 +162,11 @@ class Daemon(PluginServer):
         self._check_sections()
         try:
             ordered = self.plugin_registry.graph(cfg.disabled_plugins)
-            self.plugins = await load(ordered, self._context, cfg.required_plugins)
+            try:
+                self.plugins = await load(ordered, self._context, cfg.required_plugins)
+            except RequiredPluginError as e:
+                self.plugins = e.plugins  # closed by the shutdown below
+                raise
             for p in self.plugins.all():
                 self.metrics.plugin_status.labels(p.registration.type, p.registration.id).set(
                     0 if p.error else 1

@@ -4,7 +4,10 @@ Each child runs in its own session (a Ctrl-C at the daemon's terminal is the
 daemon's to handle, not the children's), with the parent-death signal set so
 that a daemon killed with -9 does not leave plugins behind.  A child that
 exits while the daemon runs is restarted after an exponential backoff that
-resets once a child has stayed up for a while.  ``stop`` sends SIGTERM to
+resets once a child has stayed up for a while.  Each child reports readiness
+as under systemd (``READY=1`` to its $NOTIFY_SOCKET, an abstract socket the
+supervisor listens on), so the daemon dials it the moment it serves instead
+of on its next backoff tick.  ``stop`` sends SIGTERM to
 every child, waits, then kills what is left and removes sockets they left.
 """
 
@@ -14,15 +17,19 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from api.errdefs import NotFound
+from daemon import forkspawn
+from daemon.forkspawn import ForkedProcess
 from daemon.metrics import DaemonMetrics
 from services.harness.server import AddressInUse, remove_stale_socket
 
@@ -52,7 +59,7 @@ class ChildSpec:
 class Child:
     spec: ChildSpec
     executable: str
-    process: asyncio.subprocess.Process | None = None
+    process: asyncio.subprocess.Process | ForkedProcess | None = None
     started_at: float = 0.0
     restarts: int = 0
     exits: int = 0
@@ -60,6 +67,10 @@ class Child:
     watcher: asyncio.Task[None] | None = None
     # Set each time the process exits (cleared when it is started again).
     exited: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set when the process reports READY=1 (cleared when it is started again).
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    on_ready: list[Callable[[], None]] = field(default_factory=list)
+    notify: socket.socket | None = None
 
     @property
     def pid(self) -> int | None:
@@ -117,32 +128,73 @@ class Supervisor:
 
     async def _spawn(self, child: Child) -> None:
         env = dict(os.environ)
-        env.pop("NOTIFY_SOCKET", None)  # readiness is the daemon's to report
+        env.pop("NOTIFY_SOCKET", None)  # the daemon's own readiness is its own to report
         env.update(child.spec.env)
-        # No preexec_fn: running Python between fork and exec in a process
-        # with gRPC threads can crash the child; the trampoline sets the
-        # parent-death signal after exec instead (and lets vfork be used).
-        child.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-S",
-            "-I",
-            "-c",
-            _TRAMPOLINE,
-            str(os.getpid()),
-            child.executable,
-            *child.spec.argv[1:],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        env["NOTIFY_SOCKET"] = self._listen(child)
+        entry = forkspawn.entry_point(child.executable) if forkspawn.enabled() else None
+        how = "started"
+        if entry is not None and forkspawn.single_threaded():
+            # One of our own plugins while nothing but this thread runs:
+            # fork, sharing what the daemon has imported (daemon.forkspawn).
+            child.process = forkspawn.fork(entry, child.spec.argv, env, child.executable)
+            how = "forked"
+        else:
+            # No preexec_fn: running Python between fork and exec in a process
+            # with gRPC threads can crash the child; the trampoline sets the
+            # parent-death signal after exec instead (and lets vfork be used).
+            child.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-S",
+                "-I",
+                "-c",
+                _TRAMPOLINE,
+                str(os.getpid()),
+                child.executable,
+                *child.spec.argv[1:],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         child.started_at = time.monotonic()
         child.exited.clear()
+        child.ready.clear()
         log.info(
-            "started plugin %s (pid %d): %s",
+            "%s plugin %s (pid %d): %s",
+            how,
             child.spec.name,
             child.process.pid,
             " ".join(child.spec.argv),
         )
+
+    def _listen(self, child: Child) -> str:
+        """The child's $NOTIFY_SOCKET (an abstract datagram socket, made once)."""
+        if child.notify is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            sock.setblocking(False)
+            sock.bind(f"\0berthd-{os.getpid()}-{secrets.token_hex(6)}-notify")
+            asyncio.get_running_loop().add_reader(sock.fileno(), self._notified, child)
+            child.notify = sock
+        name = child.notify.getsockname()
+        return "@" + (name[1:] if isinstance(name, str) else name[1:].decode())
+
+    def _notified(self, child: Child) -> None:
+        assert child.notify is not None
+        while True:
+            try:
+                data = child.notify.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                log.debug("plugin %s: notify socket: %s", child.spec.name, e)
+                return
+            if b"READY=1" in data.split(b"\n") and not child.ready.is_set():
+                child.ready.set()
+                log.debug("plugin %s reports ready", child.spec.name)
+                for fn in child.on_ready:
+                    try:
+                        fn()
+                    except Exception:
+                        log.exception("plugin %s: readiness listener failed", child.spec.name)
 
     async def start(self, spec: ChildSpec) -> Child:
         """Start and supervise ``spec``; NotFound when its executable does not exist."""
@@ -238,4 +290,8 @@ class Supervisor:
                     await c.watcher
             if c.spec.socket:
                 _remove_stale_socket(c.spec.socket)
+            if c.notify is not None:
+                asyncio.get_running_loop().remove_reader(c.notify.fileno())
+                c.notify.close()
+                c.notify = None
         log.info("stopped %d supervised plugin(s)", len(live))

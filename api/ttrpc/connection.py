@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from api import errdefs
 from api.ttrpc.framing import HEADER, HEADER_SIZE, oversize_error
@@ -169,8 +169,9 @@ class FrameProtocol(asyncio.Protocol):
     # -- reading --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport, whatever its class: uvloop's do not derive
+        # from asyncio.Transport.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self._discard:

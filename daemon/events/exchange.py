@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 from collections.abc import AsyncIterator
 from types import TracebackType
@@ -34,6 +33,7 @@ from google.protobuf import any_pb2, message
 
 from api import errdefs, filters, identifiers
 from api.containerd.types import event_pb2
+from api.goquote import go_quote
 from api.types import Publisher as Publisher
 from api.typeurl import TypeRegistry, topic_of
 from daemon.events.adaptors import adapt_envelope
@@ -43,8 +43,7 @@ log = logging.getLogger(__name__)
 DEFAULT_QUEUE_SIZE = 4096
 
 
-def _q(s: str) -> str:
-    return json.dumps(s, ensure_ascii=False)
+_q = go_quote
 
 
 def validate_topic(topic: str) -> None:

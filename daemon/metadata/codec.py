@@ -36,8 +36,17 @@ def _enc_labels(value: Mapping[str, str]) -> str:
     return _json(dict(value))
 
 
+# The columns hold compact JSON written by _json: the decoder's scanner can
+# take it directly (json.loads' checks cost more than the parse).
+_scan = json.JSONDecoder().raw_decode
+
+
+def _loads(text: str) -> Any:
+    return _scan(text)[0]
+
+
 def _dec_labels(text: str | None) -> dict[str, str]:
-    return dict(json.loads(text)) if text else {}
+    return _loads(text) if text and text != "{}" else {}
 
 
 def _enc_bytes_map(value: Mapping[str, bytes]) -> str:
@@ -45,7 +54,9 @@ def _enc_bytes_map(value: Mapping[str, bytes]) -> str:
 
 
 def _dec_bytes_map(text: str | None) -> dict[str, bytes]:
-    return {k: base64.b64decode(v) for k, v in json.loads(text).items()} if text else {}
+    if not text or text == "{}":
+        return {}
+    return {k: base64.b64decode(v) for k, v in _loads(text).items()}
 
 
 def _enc_descriptor(d: Descriptor) -> str:
@@ -60,7 +71,7 @@ def _enc_descriptor(d: Descriptor) -> str:
 
 
 def _dec_descriptor(text: str) -> Descriptor:
-    v = json.loads(text)
+    v = _loads(text)
     return Descriptor(v["mediaType"], v["digest"], int(v["size"]), dict(v.get("annotations") or {}))
 
 
@@ -106,5 +117,38 @@ def encode(record: Any) -> tuple[Scalar, ...]:
     return tuple(c.encode(getattr(record, c.name)) for c in columns(type(record)))
 
 
+# Columns whose stored value is already the field's value.
+_IDENTITY: frozenset[Callable[[Any], Any]] = frozenset({str, int})
+
+_DECODERS: dict[type[Any], Callable[[typing.Sequence[Any]], Any]] = {}
+
+
+def _decoder(record: type[Any]) -> Callable[[typing.Sequence[Any]], Any]:
+    """A row -> record function for ``record``: lists of thousands of rows are
+    decoded on every List, so the per-row work is kept to what is needed."""
+    cols = columns(record)
+    names = tuple(c.name for c in cols)
+    convert = tuple((i, c.decode) for i, c in enumerate(cols) if c.decode not in _IDENTITY)
+    new = object.__new__
+
+    def decode_row(row: typing.Sequence[Any]) -> Any:
+        if len(row) != len(names):
+            raise ValueError(f"{record.__name__}: {len(row)} columns, expected {len(names)}")
+        values = list(row)
+        for i, fn in convert:
+            values[i] = fn(values[i])
+        # The records are frozen dataclasses with no __post_init__: filling
+        # the instance dict skips the per-field object.__setattr__ of
+        # their generated __init__.
+        obj = new(record)
+        obj.__dict__.update(zip(names, values, strict=True))
+        return obj
+
+    return decode_row
+
+
 def decode(record: type[Any], row: typing.Sequence[Any]) -> Any:
-    return record(**{c.name: c.decode(v) for c, v in zip(columns(record), row, strict=True)})
+    fn = _DECODERS.get(record)
+    if fn is None:
+        fn = _DECODERS[record] = _decoder(record)
+    return fn(row)

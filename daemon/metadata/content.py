@@ -13,6 +13,11 @@ default).
 Backend refs are namespaced (``<ns>/<seq>/<ref>``) so the same ref in two
 namespaces never names one ingest.  Ingests that no lease holds expire after
 a day; the collector drops them and aborts backend ingests nothing records.
+
+On a cluster, ``remote`` (``daemon.metadata.remote``) answers for the blobs
+of a namespace that other nodes hold: Info and Update see them, a Write of
+one is AlreadyExists, and reading one fetches it here first, records it and
+serves it from the backend.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import builtins
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from api import errdefs, filters
@@ -29,6 +35,8 @@ from daemon.metadata import records
 from daemon.metadata.db import MetadataDB, ensure_namespace
 from daemon.metadata.leases import CONTENT, INGESTS, add_to_lease, remove_from_lease
 from daemon.metadata.locks import RWLock
+from daemon.metadata.readahead import ReadAhead
+from daemon.metadata.remote import RemoteContent
 from daemon.metadata.store import BLOBS, Tx
 from daemon.metadata.store import INGESTS as INGESTS_TABLE
 from daemon.metadata.validation import apply_label_paths, q, validate_digest, validate_labels
@@ -51,6 +59,18 @@ def _not_found(digest: str) -> errdefs.NotFound:
     return errdefs.NotFound(f"content digest {digest}")
 
 
+def _relabel(labels: Mapping[str, str], info: Info, paths: Sequence[str]) -> Mapping[str, str]:
+    for path in paths or ["labels"]:
+        applied = apply_label_paths(labels, info.labels, path)
+        if applied is None:
+            raise errdefs.InvalidArgument(
+                f"cannot update {q(path)} field on content info {q(info.digest)}"
+            )
+        labels = applied
+    validate_labels(labels, "info.Labels")
+    return labels
+
+
 class NamespacedContent:
     """The namespaced content store; every call names its namespace (and lease)."""
 
@@ -59,13 +79,23 @@ class NamespacedContent:
         self.backend = backend
         self.shared = shared
         self.lock = RWLock()
+        # Set by the peer plugin on a cluster.
+        self.remote: RemoteContent | None = None
+        self.on_client_write: Callable[[int], None] | None = None
+        # Digests being fetched from other nodes: the collector keeps their
+        # backend ingest and blob until they are recorded here.
+        self._fetching: Counter[str] = Counter()
+        self.readahead = ReadAhead(backend)
 
     async def info(self, ns: str, digest: str) -> Info:
         """Raises InvalidArgument for a malformed digest, NotFound."""
         validate_digest(digest)
         blob = await self.db.view(lambda tx: tx.get(BLOBS, ns, digest))
         if blob is None:
-            raise _not_found(digest)
+            remote = await self.remote.info(ns, digest) if self.remote is not None else None
+            if remote is None:
+                raise _not_found(digest)
+            return remote
         return _info(blob)
 
     async def update(self, ns: str, info: Info, paths: Sequence[str] = ()) -> Info:
@@ -75,25 +105,26 @@ class NamespacedContent:
         """
         validate_digest(info.digest)
 
-        def txn(tx: Tx) -> records.Blob:
+        def txn(tx: Tx) -> records.Blob | None:
             blob = tx.get(BLOBS, ns, info.digest)
             if blob is None:
-                raise _not_found(info.digest)
-            labels: Mapping[str, str] = blob.labels
-            for path in paths or ["labels"]:
-                applied = apply_label_paths(labels, info.labels, path)
-                if applied is None:
-                    raise errdefs.InvalidArgument(
-                        f"cannot update {q(path)} field on content info {q(info.digest)}"
-                    )
-                labels = applied
-            validate_labels(labels, "info.Labels")
+                return None
+            labels = _relabel(blob.labels, info, paths)
             updated = dataclasses.replace(blob, labels=labels, updated_at=records.now_ns())
             tx.put(BLOBS, updated)
             return updated
 
         async with self.lock.shared():
-            return _info(await self.db.update(txn))
+            updated = await self.db.update(txn)
+        if updated is not None:
+            return _info(updated)
+        if self.remote is not None:
+            remote = await self.remote.update(
+                ns, info.digest, lambda labels: _relabel(labels, info, paths)
+            )
+            if remote is not None:
+                return remote
+        raise _not_found(info.digest)
 
     async def walk(self, ns: str, exprs: Sequence[str] = ()) -> builtins.list[Info]:
         """Raises InvalidArgument for a filter that does not parse."""
@@ -117,10 +148,59 @@ class NamespacedContent:
         async with self.lock.shared():
             await self.db.update(txn, dirty=True, content=True)
 
-    async def reader(self, ns: str, digest: str) -> ReaderAt:
-        """Raises InvalidArgument, NotFound (also when only another namespace has it)."""
-        await self.info(ns, digest)
-        return await self.backend.reader(digest)
+    async def reader(self, ns: str, digest: str, lease: str = "") -> ReaderAt:
+        """Raises InvalidArgument, NotFound (also when only another namespace has it).
+
+        A blob only other nodes hold is fetched and recorded first (held by
+        ``lease``); that fails with Unavailable or DataLoss as ``fetch`` does.
+        Small reads are served through the read-ahead windows; the size is the
+        one the namespace recorded at commit (the bytes are immutable).
+        """
+        validate_digest(digest)
+        blob = await self.db.view(lambda tx: tx.get(BLOBS, ns, digest))
+        if blob is None:
+            if self.remote is None:
+                raise _not_found(digest)
+            await self._fetch_remote(self.remote, ns, digest, lease)
+            blob = await self.db.view(lambda tx: tx.get(BLOBS, ns, digest))
+            if blob is None:
+                raise _not_found(digest)
+        return self.readahead.reader(digest, blob.size)
+
+    async def _fetch_remote(self, remote: RemoteContent, ns: str, digest: str, lease: str) -> None:
+        info = await remote.info(ns, digest)
+        if info is None:
+            raise _not_found(digest)
+        # Counted under the lock, so a collection is either over or sees it.
+        async with self.lock.shared():
+            self._fetching[digest] += 1
+        try:
+            await remote.fetch(ns, digest, info.size)
+            # The labels as they are now: they may have changed during the transfer.
+            info = await remote.info(ns, digest) or info
+            blob = records.Blob(
+                ns,
+                digest,
+                info.size,
+                dict(info.labels),
+                int(info.created_at.timestamp() * 1e9),
+                int(info.updated_at.timestamp() * 1e9),
+            )
+
+            def record(tx: Tx) -> None:
+                add_to_lease(tx, ns, lease, CONTENT, digest)
+                if tx.get(BLOBS, ns, digest) is None:
+                    ensure_namespace(tx, ns)
+                    tx.put(BLOBS, blob)
+
+            async with self.lock.shared():
+                await self.db.update(record)
+        finally:
+            self._fetching[digest] -= 1
+            if self._fetching[digest] <= 0:
+                del self._fetching[digest]
+        log.info("namespace %s: content %s fetched from the cluster", ns, digest)
+        await remote.fetched(ns, digest)
 
     async def status(self, ns: str, ref: str) -> Status:
         """Raises NotFound when ``ns`` has no ingest ``ref``."""
@@ -185,7 +265,7 @@ class NamespacedContent:
                     add_to_lease(tx, ns, lease, CONTENT, expected)
                     return True
 
-                if await self.db.update(hold):
+                if await self.db.update(hold) or await self._remote_has(ns, expected, lease):
                     raise errdefs.AlreadyExists(f"content {expected}")
             shared = False
             if expected and self.shared:
@@ -228,6 +308,13 @@ class NamespacedContent:
                     raise
         return NamespacedWriter(self, ingest, lease, backend_writer)
 
+    async def _remote_has(self, ns: str, digest: str, lease: str) -> bool:
+        """Another node holds ``digest`` in ``ns`` (then ``lease`` holds it here too)."""
+        if self.remote is None or await self.remote.info(ns, digest) is None:
+            return False
+        await self.db.update(lambda tx: add_to_lease(tx, ns, lease, CONTENT, digest))
+        return True
+
     async def garbage_collect(self) -> int:
         """Delete backend blobs no namespace has and abort backend ingests no
         namespace records; returns how many objects went."""
@@ -245,6 +332,9 @@ class NamespacedContent:
                 return blobs, refs
 
             blobs, refs = await self.db.view(seen)
+            if self.remote is not None:
+                blobs.update(self._fetching)
+                refs.update(self.remote.fetch_ref(d) for d in self._fetching)
             removed = 0
             doomed = [info.digest async for info in self.backend.walk() if info.digest not in blobs]
             for digest in doomed:
@@ -281,6 +371,11 @@ class NamespacedWriter:
         self._lease = lease
         self._w = backend_writer
         self._committed = ""
+        # The backend writer's status, kept up to date by our own writes: the
+        # Write stream asks for it before every message, and only this
+        # writer changes the ingest (one writer per ref), so a round trip
+        # to the plugin per message would only repeat what we know.
+        self._status: Status | None = None
 
     @property
     def ref(self) -> str:
@@ -288,7 +383,9 @@ class NamespacedWriter:
 
     async def status(self) -> Status:
         if self._w is not None:
-            return dataclasses.replace(await self._w.status(), ref=self.ref)
+            if self._status is None:
+                self._status = dataclasses.replace(await self._w.status(), ref=self.ref)
+            return self._status
         i = self._ingest
         started = _dt(i.started_at)
         return Status(self.ref, i.total, i.total, started, started, i.expected)
@@ -312,6 +409,7 @@ class NamespacedWriter:
             await w.close()
             raise
         self._w = w
+        self._status = None
         return w
 
     async def write(self, data: bytes) -> int:
@@ -320,9 +418,22 @@ class NamespacedWriter:
             if not data:
                 return 0
             w = await self._unshare(self._ingest.total)
-        return await w.write(data)
+        try:
+            n = await w.write(data)
+        except BaseException:
+            self._status = None
+            raise
+        if self._content.on_client_write is not None:
+            self._content.on_client_write(n)
+        st = self._status
+        if st is not None:
+            self._status = dataclasses.replace(
+                st, offset=st.offset + n, updated_at=datetime.now(UTC)
+            )
+        return n
 
     async def truncate(self, size: int) -> None:
+        self._status = None
         if self._w is not None:
             await self._w.truncate(size)
         else:
@@ -354,14 +465,15 @@ class NamespacedWriter:
                 actual, size = ingest.expected, ingest.total
             else:
                 w = self._w
-                st = await w.status()
+                # Our writes keep the status (and a proxy writer's digest,
+                # carried by every answer) current: no round trip needed.
+                st = await self.status()
                 if size and size != st.offset:
                     await self.close()
                     raise errdefs.FailedPrecondition(
                         f"{q(self.ref)} failed size validation: {st.offset} != {size}"
                     )
                 size = st.offset
-                # The status round trip refreshed a proxy writer's digest.
                 written = w.digest()
                 if expected and written and written != expected:
                     # Checked here, not left to the backend: a content
@@ -384,6 +496,7 @@ class NamespacedWriter:
                         raise
                 finally:
                     self._w = None
+                    self._status = None
             await self._check_backend_has(actual, size)
             blob = records.Blob(
                 ingest.namespace, actual, size, dict(labels or {}), records.now_ns(), 0
@@ -408,6 +521,7 @@ class NamespacedWriter:
             return actual
 
     async def close(self) -> None:
+        self._status = None
         if self._w is not None:
             w, self._w = self._w, None
             await w.close()
@@ -452,7 +566,7 @@ class NamespaceView:
         await self.content.delete(self.namespace, digest, self.lease)
 
     async def reader(self, digest: str) -> ReaderAt:
-        return await self.content.reader(self.namespace, digest)
+        return await self.content.reader(self.namespace, digest, self.lease)
 
     async def status(self, ref: str) -> Status:
         return await self.content.status(self.namespace, ref)

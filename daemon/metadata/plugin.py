@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from api import errdefs
+from api.goduration import parse_duration
 from daemon import registry
 from daemon.capabilities import GrpcService, Liveness
 from daemon.events import plugin as events_plugin
 from daemon.events.exchange import Exchange
 from daemon.metadata import backends
-from daemon.metadata.durations import parse_duration as parse_duration
 from daemon.metadata.scheduler import GCScheduler, SchedulerConfig
 from daemon.metadata.services import MetadataServices, Service
 from daemon.metrics import DaemonMetrics

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 
 from api import errdefs, identifiers
+from api.goquote import go_quote
 from api.labels import validate_labels as validate_labels  # re-exported for its users
 from services.content.validation import split_digest
 
@@ -59,6 +59,4 @@ def fieldpaths_or(paths: Sequence[str], default: Sequence[str]) -> list[str]:
     return list(paths) if paths else list(default)
 
 
-def q(s: str) -> str:
-    """``s`` quoted as Go's ``%q`` prints it, for error texts that match containerd's."""
-    return json.dumps(s, ensure_ascii=False)
+q = go_quote

@@ -45,7 +45,8 @@ def _is_runc(runtime: str) -> bool:
 
 
 class Restored:
-    """A checkpoint unpacked for one Create; removed once the shim has it."""
+    """A checkpoint unpacked for one task.  The shim restores from it at Start
+    (runc restore), so it stays until the task is deleted."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -56,16 +57,29 @@ class Restored:
 
 def _safe_members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
     for m in tar:
-        name = os.path.normpath(m.name)
-        if name.startswith(("/", "..")) or not (m.isfile() or m.isdir()):
+        parts = os.path.normpath(m.name).split(os.sep)
+        if m.name.startswith("/") or ".." in parts or not (m.isfile() or m.isdir()):
             raise errdefs.InvalidArgument(f"checkpoint: refusing entry {m.name!r}")
         yield m
 
 
+def _sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
 class Checkpoints:
+    """``scratch`` holds checkpoints on their way in and out of the content
+    store; it belongs on disk (the daemon's root), not on a tmpfs: a
+    checkpoint is as large as the container's memory."""
+
     def __init__(self, content: NamespacedContent | None, scratch: str) -> None:
         self.content = content
         self.scratch = scratch
+        self._restored: dict[tuple[str, str], Restored] = {}
 
     def _content(self) -> NamespacedContent:
         if self.content is None:
@@ -91,17 +105,25 @@ class Checkpoints:
         opts.ParseFromString(options.value)
         return opts.image_path
 
-    async def unpack(self, ns: str, desc: descriptor_pb2.Descriptor) -> Restored:
-        """Extract the checkpoint blob ``desc`` of ``ns`` into a private directory."""
+    async def release(self, ns: str, id_: str) -> None:
+        """Remove the checkpoint task ``id_`` of ``ns`` was restored from, if any."""
+        restored = self._restored.pop((ns, id_), None)
+        if restored is not None:
+            await restored.remove()
+
+    async def unpack(self, ns: str, id_: str, desc: descriptor_pb2.Descriptor) -> Restored:
+        """Extract the checkpoint blob ``desc`` of ``ns`` into a directory kept for
+        task ``id_`` until ``release``."""
         if desc.media_type != MEDIA_TYPE_CHECKPOINT:
             raise errdefs.InvalidArgument(f"unsupported checkpoint type {desc.media_type!r}")
         content = self._content()
+        await self.release(ns, id_)
         os.makedirs(self.scratch, mode=0o700, exist_ok=True)
         path = tempfile.mkdtemp(prefix="restore-", dir=self.scratch)
         restored = Restored(path)
+        tar_path = path + ".tar"
         try:
             reader = await content.reader(ns, desc.digest)
-            tar_path = os.path.join(path, ".checkpoint.tar")
             try:
                 f = await asyncio.to_thread(open, tar_path, "wb")
                 try:
@@ -115,12 +137,15 @@ class Checkpoints:
             def extract() -> None:
                 with tarfile.open(tar_path) as tar:
                     tar.extractall(path, members=_safe_members(tar), filter="tar")
-                os.unlink(tar_path)
 
             await asyncio.to_thread(extract)
         except BaseException:
             await restored.remove()
             raise
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tar_path)
+        self._restored[(ns, id_)] = restored
         return restored
 
     async def take(
@@ -166,21 +191,20 @@ class Checkpoints:
         self, content: NamespacedContent, ns: str, lease: str, media_type: str, path: str
     ) -> descriptor_pb2.Descriptor:
         size = os.path.getsize(path)
-        h = hashlib.sha256()
-        w = await content.writer(ns, f"checkpoint-{uuid.uuid4().hex}", size, lease=lease)
-        try:
-            f = await asyncio.to_thread(open, path, "rb")
+        digest = await asyncio.to_thread(_sha256_file, path)
+        w = await self._open(content, ns, lease, size, digest)
+        if w is not None:
             try:
-                while chunk := await asyncio.to_thread(f.read, CHUNK):
-                    h.update(chunk)
-                    await w.write(chunk)
+                f = await asyncio.to_thread(open, path, "rb")
+                try:
+                    while chunk := await asyncio.to_thread(f.read, CHUNK):
+                        await w.write(chunk)
+                finally:
+                    f.close()
+                with contextlib.suppress(errdefs.AlreadyExists):
+                    await w.commit(size, digest)
             finally:
-                f.close()
-            digest = "sha256:" + h.hexdigest()
-            with contextlib.suppress(errdefs.AlreadyExists):
-                await w.commit(size, digest)
-        finally:
-            await w.close()
+                await w.close()
         return descriptor_pb2.Descriptor(media_type=media_type, digest=digest, size=size)
 
     async def _write_bytes(

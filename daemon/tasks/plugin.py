@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -31,8 +32,9 @@ from daemon.metrics import DaemonMetrics
 from daemon.registry import InitContext, Registration
 from daemon.tasks import metrics as task_metrics
 from daemon.tasks.checkpoint import Checkpoints
-from daemon.tasks.service import SERVICE_NAME, TasksServicer
+from daemon.tasks.service import SERVICE_NAME, STATE_TIMEOUT, TasksServicer
 from services.tasks.manager import ShimManager
+from services.tasks.runtime import Task
 from services.tasks.types import Status
 
 log = logging.getLogger(__name__)
@@ -56,11 +58,11 @@ def publish_binary() -> str:
     return shutil.which("berthd") or beside
 
 
-class Runtime(ShimManager):
+class TaskRuntime(ShimManager):
     """The shim manager as a plugin instance (closed at shutdown)."""
 
 
-async def _init_runtime(ic: InitContext) -> Runtime:
+async def _init_runtime(ic: InitContext) -> TaskRuntime:
     cfg: RuntimeConfig = ic.config
     md = ic.plugins.get(registry.METADATA)
     assert isinstance(md, MetadataServices)
@@ -73,7 +75,7 @@ async def _init_runtime(ic: InitContext) -> Runtime:
 
     exchange = ic.plugins.get(registry.EVENT)
     assert isinstance(exchange, Exchange)
-    manager = Runtime(
+    manager = TaskRuntime(
         ic.root,
         ic.state,
         ic.address,
@@ -92,21 +94,25 @@ async def _init_runtime(ic: InitContext) -> Runtime:
 class _Stats:
     """The running tasks' stats, for the ``container_*`` families."""
 
-    def __init__(self, runtime: Runtime, md: MetadataServices) -> None:
+    def __init__(self, runtime: TaskRuntime, md: MetadataServices) -> None:
         self.runtime = runtime
         self.md = md
 
     async def running_tasks(self) -> Sequence[task_metrics.TaskRef]:
-        out = []
-        for t in self.runtime.list():
+        async def one(t: Task) -> task_metrics.TaskRef | None:
+            # Asked concurrently and bounded: one stuck shim must not take
+            # every container's families off the page.
             try:
-                if (await t.state()).status != Status.RUNNING:
-                    continue
-                runtime = (await self.md.containers.get(t.namespace, t.id)).runtime_name
-            except errdefs.ErrdefsError:
-                continue
-            out.append(task_metrics.TaskRef(t.namespace, t.id, {"runtime": runtime}))
-        return out
+                async with asyncio.timeout(STATE_TIMEOUT):
+                    if (await t.state()).status != Status.RUNNING:
+                        return None
+                    runtime = (await self.md.containers.get(t.namespace, t.id)).runtime_name
+            except (errdefs.ErrdefsError, TimeoutError):
+                return None
+            return task_metrics.TaskRef(t.namespace, t.id, {"runtime": runtime})
+
+        found = await asyncio.gather(*(one(t) for t in self.runtime.list()))
+        return [ref for ref in found if ref is not None]
 
     async def stats(self, task: task_metrics.TaskRef) -> any_pb2.Any:
         v = await self.runtime.get(task.namespace, task.container_id).stats()
@@ -115,7 +121,7 @@ class _Stats:
 
 async def _init_service(ic: InitContext) -> TasksServicer:
     runtime = ic.plugins.get_by_id(registry.RUNTIME_V2, RUNTIME_ID)
-    assert isinstance(runtime, Runtime)
+    assert isinstance(runtime, TaskRuntime)
     md = ic.plugins.get(registry.METADATA)
     assert isinstance(md, MetadataServices)
 
@@ -124,13 +130,14 @@ async def _init_service(ic: InitContext) -> TasksServicer:
             runtime.get(namespace, id_)
         except errdefs.NotFound:
             return
-        raise errdefs.FailedPrecondition(f"cannot delete running task {id_}")
+        raise errdefs.FailedPrecondition(f"cannot delete container {id_}: it has a task")
 
     md.container_delete_guards.append(refuse_with_task)
     metrics = ic.optional(DaemonMetrics)
     if metrics is not None:
         task_metrics.register(metrics.registry, _Stats(runtime, md))
-    return TasksServicer(runtime, md.containers, Checkpoints(md.content, ic.state))
+    scratch = os.path.join(ic.root, "checkpoints")
+    return TasksServicer(runtime, md.containers, Checkpoints(md.content, scratch))
 
 
 async def _init_grpc(ic: InitContext) -> GrpcService:

@@ -16,8 +16,8 @@ exec without an id InvalidArgument; errors from the shim keep their class.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,12 +28,13 @@ from api import errdefs, filters, namespaces
 from api.containerd.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
 from api.containerd.types import metrics_pb2
 from api.containerd.types.task import task_pb2
-from api.types import Mount
+from api.types import LEASE_HEADER, Mount
 from daemon.metadata import records
 from daemon.metadata.containers import ContainerStore
+from daemon.tasks import legacy
 from daemon.tasks.checkpoint import Checkpoints
 from services.tasks.runtime import Process, Runtime, Task
-from services.tasks.types import IO, AnyValue, CreateOpts, ExecOpts, Exit, State
+from services.tasks.types import IO, AnyValue, CreateOpts, ExecOpts, Exit, State, Status
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def _namespace(context: Context) -> str:
 
 def _lease(context: Context) -> str:
     for key, value in context.invocation_metadata() or ():
-        if key.lower() == "containerd-lease":
+        if key.lower() == LEASE_HEADER:
             return value.decode() if isinstance(value, bytes) else value
     return ""
 
@@ -72,6 +73,24 @@ def _timestamp(when: datetime | None) -> timestamp_pb2.Timestamp | None:
     ts = timestamp_pb2.Timestamp()
     ts.FromDatetime(when.astimezone(UTC))
     return ts
+
+
+# How long a State call to a shim may take before the task is shown as
+# UNKNOWN (containerd's stateTimeout).
+STATE_TIMEOUT = 2.0
+
+
+async def _state(p: Task | Process) -> State:
+    """``p``'s state; NotFound when it is gone; any other failure (a stuck or
+    broken shim) logged and shown as UNKNOWN, as containerd does."""
+    try:
+        async with asyncio.timeout(STATE_TIMEOUT):
+            return await p.state()
+    except errdefs.NotFound:
+        raise
+    except (errdefs.ErrdefsError, TimeoutError) as e:
+        log.error("get state for %s: %s", p.id, e or "timed out")
+        return State(id=p.id, exec_id="", pid=0, status=Status.UNKNOWN)
 
 
 def _process(id_: str, st: State) -> task_pb2.Process:
@@ -105,12 +124,10 @@ class TasksServicer(tasks_pb2_grpc.TasksServicer):
         runtime: Runtime,
         containers: ContainerStore,
         checkpoints: Checkpoints,
-        on_created: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self.runtime = runtime
         self.containers = containers
         self.checkpoints = checkpoints
-        self._on_created = on_created
 
     # --- lookups --------------------------------------------------------------
 
@@ -144,9 +161,13 @@ class TasksServicer(tasks_pb2_grpc.TasksServicer):
         checkpoint = self.checkpoints.restore_path(container.runtime_name, task_options)
         restored = None
         if not checkpoint and request.HasField("checkpoint"):
-            restored = await self.checkpoints.unpack(ns, request.checkpoint)
+            restored = await self.checkpoints.unpack(ns, container.id, request.checkpoint)
             checkpoint = restored.path
+        created = False
         try:
+            runtime, runtime_options = legacy.translate(
+                container.runtime_name, _any(container.runtime_options)
+            )
             opts = CreateOpts(
                 spec=spec.value,
                 rootfs=tuple(
@@ -154,8 +175,8 @@ class TasksServicer(tasks_pb2_grpc.TasksServicer):
                 ),
                 io=IO(request.stdin, request.stdout, request.stderr, request.terminal),
                 checkpoint=checkpoint,
-                runtime=request.runtime_path or container.runtime_name,
-                runtime_options=_any(container.runtime_options),
+                runtime=request.runtime_path or runtime,
+                runtime_options=runtime_options,
                 task_options=task_options,
             )
             try:
@@ -165,11 +186,12 @@ class TasksServicer(tasks_pb2_grpc.TasksServicer):
             else:
                 raise errdefs.AlreadyExists(f"task {container.id}")
             task = await self.runtime.create(ns, container.id, opts)
+            created = True
         finally:
-            if restored is not None:
-                await restored.remove()
-        if self._on_created is not None:
-            self._on_created(ns, container.id, container.runtime_name)
+            # The shim restores from the directory at Start (runc restore):
+            # it stays until the task is deleted.
+            if restored is not None and not created:
+                await self.checkpoints.release(ns, container.id)
         return tasks_pb2.CreateTaskResponse(container_id=container.id, pid=task.pid)
 
     async def Start(
@@ -185,6 +207,7 @@ class TasksServicer(tasks_pb2_grpc.TasksServicer):
         ns = _namespace(context)
         await self._task(ns, request.container_id)
         exit = await self.runtime.delete(ns, request.container_id)
+        await self.checkpoints.release(ns, request.container_id)
         return _delete_response(exit)
 
     async def DeleteProcess(
@@ -201,7 +224,7 @@ class TasksServicer(tasks_pb2_grpc.TasksServicer):
 
     async def Get(self, request: tasks_pb2.GetRequest, context: Context) -> tasks_pb2.GetResponse:
         p = await self._process(_namespace(context), request.container_id, request.exec_id)
-        return tasks_pb2.GetResponse(process=_process(p.id, await p.state()))
+        return tasks_pb2.GetResponse(process=_process(p.id, await _state(p)))
 
     async def List(
         self, request: tasks_pb2.ListTasksRequest, context: Context
@@ -210,7 +233,7 @@ class TasksServicer(tasks_pb2_grpc.TasksServicer):
         resp = tasks_pb2.ListTasksResponse()
         for t in self.runtime.list(ns):
             try:
-                st = await t.state()
+                st = await _state(t)
             except errdefs.NotFound:
                 continue  # deleted meanwhile
             resp.tasks.append(_process(t.id, st))
@@ -267,6 +290,8 @@ class TasksServicer(tasks_pb2_grpc.TasksServicer):
     async def Kill(self, request: tasks_pb2.KillRequest, context: Context) -> empty_pb2.Empty:
         ns = _namespace(context)
         if request.exec_id:
+            # (containerd passes ``all`` to an exec process too; the runtime
+            # library's Process.kill signals just that process.)
             p = await self._process(ns, request.container_id, request.exec_id)
             await p.kill(request.signal)
         else:

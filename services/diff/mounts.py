@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from api import errdefs
 from services.diff.allowed import pinned_fds
 from services.diff.differ import Mount
+from services.host import mountpoints as mountpoints
 
 log = logging.getLogger(__name__)
 
@@ -306,28 +307,3 @@ class Mounter:
             self._libc.syncfs(fd)
         finally:
             os.close(fd)
-
-
-def mountpoints() -> list[str]:
-    """Every mount point of this process's mount namespace."""
-    points = []
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) > 4:
-                points.append(_unescape(fields[4]))
-    return points
-
-
-def _unescape(path: str) -> str:
-    # mountinfo writes space, tab, newline and backslash as \ooo.
-    out, i = [], 0
-    while i < len(path):
-        code = path[i + 1 : i + 4]
-        if path[i] == "\\" and len(code) == 3 and code.isdigit():
-            out.append(chr(int(code, 8)))
-            i += 4
-        else:
-            out.append(path[i])
-            i += 1
-    return "".join(out)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from services.diff.differ import Mount
 from services.diff.rootdir import Dir
 from services.diff.tarstream import Entry
+from services.host import in_user_namespace
 
 OPAQUE_XATTR = "trusted.overlay.opaque"
 
@@ -25,16 +26,6 @@ OPAQUE_XATTR = "trusted.overlay.opaque"
 class OverlayTarget:
     upper: str
     lowers: tuple[str, ...]
-
-
-def in_user_namespace() -> bool:
-    """Whether this process runs in a user namespace (mknod of whiteouts fails there)."""
-    try:
-        with open("/proc/self/uid_map") as f:
-            fields = f.read().split()
-    except OSError:
-        return False
-    return fields[:3] != ["0", "0", "4294967295"]
 
 
 def overlay_target(mounts: Sequence[Mount]) -> OverlayTarget | None:

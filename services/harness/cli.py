@@ -7,14 +7,13 @@ with ``--debug``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from api.errdefs import ErrdefsError
-from services.harness import logs
+from services.harness import logs, loop, memory
 from services.harness.server import ServerConfig
 
 log = logging.getLogger(__name__)
@@ -57,23 +56,39 @@ def run(
     argv: Sequence[str] | None = None,
 ) -> int:
     """Parse, configure logging, run ``main`` on a fresh loop; map errors to exit codes."""
+    memory.tune()
     args = parser.parse_args(argv)
     logs.configure(args.log_level, args.log_format, prog)
+    return report_errors(prog, args.debug, lambda: loop.run(main(args)))
+
+
+def report_errors(
+    prog: str,
+    debug: bool,
+    body: Callable[[], int | None],
+    expected: tuple[type[BaseException], ...] = (),
+) -> int:
+    """Run ``body``; answer its exit code, or 1 with one line on stderr for an
+    error (a traceback only with ``debug``), 130 on Ctrl-C.
+
+    Typed errors, OS errors, bad values and ``expected`` are the user's to
+    fix and print as they are; anything else is flagged as unexpected.
+    """
+    user_errors: tuple[type[BaseException], ...] = (ErrdefsError, OSError, ValueError, *expected)
     try:
-        asyncio.run(main(args))
+        return body() or 0
     except KeyboardInterrupt:
         return 130
-    except (ErrdefsError, OSError, ValueError) as e:
-        if args.debug:
+    except user_errors as e:
+        if debug:
             log.exception("%s failed", prog)
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
     except Exception as e:
-        if args.debug:
+        if debug:
             raise
         print(
             f"{prog}: error: unexpected {type(e).__name__}: {e} (--debug for details)",
             file=sys.stderr,
         )
         return 1
-    return 0

@@ -8,6 +8,7 @@ from typing import Any, TypeAlias
 
 import grpc
 
+from api import errdefs
 from api.grpc.health.v1 import health_pb2, health_pb2_grpc
 
 Status: TypeAlias = health_pb2.HealthCheckResponse.ServingStatus.ValueType
@@ -38,7 +39,10 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
     ) -> health_pb2.HealthCheckResponse:
         status = self._status.get(request.service)
         if status is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+            # A typed error, not context.abort: the edge records the call
+            # before the status leaves (abort sends it first), so a scrape
+            # right after the answer already counts it.
+            raise errdefs.NotFound(f"unknown service {request.service!r}")
         return health_pb2.HealthCheckResponse(status=status)
 
     async def Watch(

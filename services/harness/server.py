@@ -28,7 +28,8 @@ from api.sockets import AddressInUse as AddressInUse
 from api.sockets import prepare_socket as prepare_socket
 from api.sockets import remove_stale_socket as remove_stale_socket
 from services.harness.health import SERVING, HealthServicer
-from services.harness.interceptors import EdgeInterceptor
+from services.harness.interceptors import EdgeServer
+from services.harness.memory import HeapKeeper
 from services.harness.metrics import GrpcServerMetrics, MetricsEndpoint, new_registry
 from services.harness.notify import sd_notify
 
@@ -65,6 +66,7 @@ class PluginServer:
         self.registry = new_registry()
         self.grpc_metrics = GrpcServerMetrics(self.registry)
         self.health = HealthServicer()
+        self.heap = HeapKeeper()
         self._registrations: list[tuple[str, Register]] = []
         self._server: grpc.aio.Server | None = None
         self._metrics: MetricsEndpoint | None = None
@@ -84,16 +86,16 @@ class PluginServer:
         cfg = self.config
         prepare_socket(cfg.address, cfg.dir_mode)
         server = grpc.aio.server(
-            interceptors=[EdgeInterceptor(self.grpc_metrics)],
             options=[
                 ("grpc.max_send_message_length", cfg.max_send_message_size),
                 ("grpc.max_receive_message_length", cfg.max_recv_message_size),
                 ("grpc.so_reuseport", 0),
             ],
         )
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        edge: Any = EdgeServer(server, self.grpc_metrics, self.heap.touch)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, edge)
         for service_name, register in self._registrations:
-            register(server)
+            register(edge)
             self.health.set(service_name, SERVING)
         server.add_insecure_port("unix://" + os.path.abspath(cfg.address))
         await server.start()
@@ -136,6 +138,7 @@ class PluginServer:
             await self._metrics.stop()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.config.address)
+        self.heap.close()
         self._stopped.set()
         log.info("%s stopped", self.name)
 

@@ -11,6 +11,7 @@ import os
 import stat
 from pathlib import Path
 
+from services.host import in_user_namespace
 from services.snapshotter.snapshotter import Usage
 
 log = logging.getLogger(__name__)
@@ -149,17 +150,6 @@ def _copy_tree(dst: str, src: str, inodes: dict[tuple[int, int], str]) -> None:
         _copy_metadata(est, source, target)
 
 
-def running_in_user_namespace() -> bool:
-    """True inside a user namespace other than the initial one."""
-    try:
-        with open("/proc/self/uid_map") as f:
-            fields = f.read().split()
-    except OSError:
-        return False
-    # The initial namespace maps the whole range: "0 0 4294967295".
-    return fields[:3] != ["0", "0", "4294967295"]
-
-
 def _kernel_at_least(major: int, minor: int) -> bool:
     release = os.uname().release
     parts = release.split(".", 2)
@@ -178,7 +168,7 @@ def needs_userxattr(root: str | Path) -> bool:
     which this implementation does not attempt: it assumes the option is not
     needed there (Debian and Ubuntu kernels of that age mount without it).
     """
-    if not running_in_user_namespace():
+    if not in_user_namespace():
         return False
     if _is_tmpfs(root):
         return False

@@ -1,6 +1,7 @@
 """Snapshotter metrics: snapshots per kind (counted at scrape time) and latencies.
 
-Families (next to the harness's ``grpc_server_*``):
+Families (next to the harness's ``grpc_server_*``), labelled by the name each
+snapshotter is served under (a process may serve several):
 
 - ``berthd_snapshotter_snapshots{snapshotter,kind}`` — gauge, read from the
   snapshotter when scraped, so it is never stale and costs nothing between
@@ -18,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -36,9 +38,10 @@ Counts = Callable[[], Mapping[Kind, int]]
 
 
 class _KindCollector(Collector):
-    def __init__(self, snapshotter: str, counts: Counts) -> None:
-        self._snapshotter = snapshotter
-        self._counts = counts
+    """Counts of every snapshotter the process serves, in one family."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, Counts] = {}
 
     def _family(self) -> GaugeMetricFamily:
         return GaugeMetricFamily(
@@ -52,14 +55,15 @@ class _KindCollector(Collector):
         yield self._family()
 
     def collect(self) -> Iterator[Metric]:
-        try:
-            counts = self._counts()
-        except Exception as e:
-            log.warning("cannot count snapshots of %s: %s", self._snapshotter, e)
-            return
         family = self._family()
-        for kind in KINDS:
-            family.add_metric((self._snapshotter, str(kind)), counts.get(kind, 0))
+        for snapshotter, source in self.counts.items():
+            try:
+                counts = source()
+            except Exception as e:
+                log.warning("cannot count snapshots of %s: %s", snapshotter, e)
+                continue
+            for kind in KINDS:
+                family.add_metric((snapshotter, str(kind)), counts.get(kind, 0))
         yield family
 
 
@@ -89,31 +93,52 @@ def counts_by_walking(snapshotter: Snapshotter, loop: asyncio.AbstractEventLoop)
 
 
 class SnapshotterMetrics:
-    """The families above, registered on one registry for one snapshotter."""
+    """The families above, registered once on a process's registry.
 
-    def __init__(self, registry: CollectorRegistry, snapshotter: str, counts: Counts) -> None:
-        self.snapshotter = snapshotter
-        registry.register(_KindCollector(snapshotter, counts))
-        self.commit_seconds = Histogram(
+    Each snapshotter the process serves gets its labelled share with ``add``.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._kinds = _KindCollector()
+        registry.register(self._kinds)
+        self._commit = Histogram(
             "berthd_snapshotter_commit_duration_seconds",
             "Time taken by Commit, including measuring the layer's usage.",
             ("snapshotter",),
             buckets=DURATION_BUCKETS,
             registry=registry,
-        ).labels(snapshotter)
-        self.usage_seconds = Histogram(
+        )
+        self._usage = Histogram(
             "berthd_snapshotter_usage_duration_seconds",
             "Time taken by Usage.",
             ("snapshotter",),
             buckets=DURATION_BUCKETS,
             registry=registry,
-        ).labels(snapshotter)
+        )
+
+    def add(self, snapshotter: str, counts: Counts) -> BackendMetrics:
+        """The metrics of ``snapshotter``, whose snapshots ``counts`` counts."""
+        if snapshotter in self._kinds.counts:
+            raise ValueError(f"snapshotter {snapshotter!r} already has metrics")
+        self._kinds.counts[snapshotter] = counts
+        return BackendMetrics(
+            snapshotter, self._commit.labels(snapshotter), self._usage.labels(snapshotter)
+        )
+
+
+@dataclass(frozen=True)
+class BackendMetrics:
+    """One snapshotter's share of ``SnapshotterMetrics``."""
+
+    snapshotter: str
+    commit_seconds: Histogram
+    usage_seconds: Histogram
 
 
 class Instrumented(Forwarding):
     """A Snapshotter that times ``inner``'s commits and usage queries."""
 
-    def __init__(self, inner: Snapshotter, metrics: SnapshotterMetrics) -> None:
+    def __init__(self, inner: Snapshotter, metrics: BackendMetrics) -> None:
         super().__init__(inner)
         self.metrics = metrics
 

@@ -17,7 +17,9 @@ process containerd (or berthd) can use through ``[proxy_plugins]``::
 ``/v1/metrics`` with the gRPC and snapshotter families, graceful SIGTERM
 handling, and error reporting without tracebacks.  ``serve`` does the same
 inside an already running asyncio program; ``create_server`` only builds the
-server (for embedding and tests).
+server (for embedding and tests).  ``create_named_server`` builds one
+serving several snapshotters on one socket, each request going to the one
+it names.
 
 Raise the typed errors of ``api.errdefs`` from the methods: they reach the
 client as the matching gRPC status (AlreadyExists from Prepare, NotFound,
@@ -63,6 +65,32 @@ class HasMetrics(Protocol):
     def register_metrics(self, registry: CollectorRegistry) -> None: ...
 
 
+def _instrumented(
+    snapshotter: Snapshotter,
+    server: PluginServer,
+    metrics: SnapshotterMetrics,
+    name: str,
+    counts: Counts | None,
+) -> Snapshotter:
+    """``snapshotter`` timed and counted under ``name``, closed when ``server`` stops."""
+    if counts is None:
+        if isinstance(snapshotter, CountsByKind):
+            counts = snapshotter.counts_by_kind
+        else:
+            counts = counts_by_walking(snapshotter, asyncio.get_running_loop())
+    if isinstance(snapshotter, HasMetrics):
+        snapshotter.register_metrics(server.registry)
+    server.on_stop.append(snapshotter.close)
+    return Instrumented(snapshotter, metrics.add(name, counts))
+
+
+def _serving(server: PluginServer, servicer: SnapshotsServicer) -> PluginServer:
+    server.add_service(
+        SERVICE_NAME, lambda s: snapshots_pb2_grpc.add_SnapshotsServicer_to_server(servicer, s)
+    )
+    return server
+
+
 def create_server(
     snapshotter: Snapshotter,
     config: ServerConfig,
@@ -73,27 +101,43 @@ def create_server(
 ) -> PluginServer:
     """A PluginServer serving ``snapshotter`` (call from inside the event loop).
 
-    ``name`` labels the snapshotter's metrics.  Snapshot counts come from
-    ``counts``, else from the snapshotter's own ``counts_by_kind``, else from
-    walking it at scrape time.  A snapshotter with ``register_metrics`` gets
-    the registry for families of its own.  The snapshotter is closed when the
-    server stops.
+    Every request is served by ``snapshotter`` whatever snapshotter it names
+    (containerd sends its proxy plugin's name, which the process need not
+    know).  ``name`` labels the snapshotter's metrics.  Snapshot counts come
+    from ``counts``, else from the snapshotter's own ``counts_by_kind``, else
+    from walking it at scrape time.  A snapshotter with ``register_metrics``
+    gets the registry for families of its own.  The snapshotter is closed
+    when the server stops.
     """
     server = PluginServer(process_name, config)
-    if counts is None:
-        if isinstance(snapshotter, CountsByKind):
-            counts = snapshotter.counts_by_kind
-        else:
-            counts = counts_by_walking(snapshotter, asyncio.get_running_loop())
-    metrics = SnapshotterMetrics(server.registry, name, counts)
-    if isinstance(snapshotter, HasMetrics):
-        snapshotter.register_metrics(server.registry)
-    servicer = SnapshotsServicer.single(Instrumented(snapshotter, metrics))
-    server.add_service(
-        SERVICE_NAME, lambda s: snapshots_pb2_grpc.add_SnapshotsServicer_to_server(servicer, s)
-    )
-    server.on_stop.append(snapshotter.close)
-    return server
+    metrics = SnapshotterMetrics(server.registry)
+    served = _instrumented(snapshotter, server, metrics, name, counts)
+    return _serving(server, SnapshotsServicer.single(served))
+
+
+def create_named_server(
+    snapshotters: Mapping[str, Snapshotter],
+    config: ServerConfig,
+    *,
+    process_name: str = "snapshotter",
+) -> PluginServer:
+    """A PluginServer serving several snapshotters on one socket, each under its name.
+
+    Each request goes to the snapshotter its ``snapshotter`` field names; a
+    missing or unknown name is InvalidArgument, as from containerd's own
+    Snapshots service.  So every ``[proxy_plugins]`` entry using the socket
+    must be named after one of them.  Metrics, counts, ``register_metrics``
+    and closing are as for ``create_server``, with each name as the label
+    (snapshotters registering families of their own must not collide).
+    """
+    if not snapshotters:
+        raise ValueError("create_named_server needs at least one snapshotter")
+    server = PluginServer(process_name, config)
+    metrics = SnapshotterMetrics(server.registry)
+    served = {
+        name: _instrumented(sn, server, metrics, name, None) for name, sn in snapshotters.items()
+    }
+    return _serving(server, SnapshotsServicer.by_name(served))
 
 
 async def serve(

@@ -30,7 +30,7 @@ from google.protobuf import empty_pb2
 from api import errdefs, namespaces
 from api.containerd.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
 from services.snapshotter import wire
-from services.snapshotter.snapshotter import Snapshotter, validate_labels
+from services.snapshotter.snapshotter import Snapshotter, by_name, validate_labels
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +63,7 @@ class SnapshotsServicer(snapshots_pb2_grpc.SnapshotsServicer):
     @classmethod
     def by_name(cls, snapshotters: Mapping[str, Snapshotter]) -> SnapshotsServicer:
         def resolve(name: str, _ns: str | None) -> Snapshotter:
-            if not name:
-                raise errdefs.InvalidArgument("snapshotter argument missing")
-            sn = snapshotters.get(name)
-            if sn is None:
-                raise errdefs.InvalidArgument(f"snapshotter not loaded: {name}")
-            return sn
+            return by_name(snapshotters, name)
 
         return cls(resolve)
 

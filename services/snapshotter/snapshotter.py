@@ -26,8 +26,9 @@ import enum
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
+from api import errdefs
 from api.labels import validate_labels as validate_labels  # part of the SDK surface
 from api.types import Mount as Mount  # part of the SDK surface
 
@@ -247,3 +248,17 @@ class Forwarding:
 
     async def close(self) -> None:
         await self.inner.close()
+
+
+S = TypeVar("S")
+
+
+def by_name(snapshotters: Mapping[str, S], name: str) -> S:
+    """The snapshotter a request names (containerd's answers when it names none
+    or one that is not loaded: InvalidArgument)."""
+    if not name:
+        raise errdefs.InvalidArgument("snapshotter argument missing")
+    sn = snapshotters.get(name)
+    if sn is None:
+        raise errdefs.InvalidArgument(f"snapshotter not loaded: {name}")
+    return sn

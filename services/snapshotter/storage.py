@@ -24,7 +24,6 @@ directory.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
@@ -35,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from api import errdefs, filters
+from api.goquote import go_quote
 from services.snapshotter.snapshotter import Info, Kind, Usage
 
 SCHEMA_VERSION = 1
@@ -62,9 +62,7 @@ CREATE TABLE IF NOT EXISTS labels (
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def quote(s: str) -> str:
-    """``s`` as Go's ``%q`` prints it, so messages read as containerd's."""
-    return json.dumps(s, ensure_ascii=False)
+quote = go_quote
 
 
 def _now_ns() -> int:

@@ -145,8 +145,10 @@ class ShimBinary:
             stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT if combined else asyncio.subprocess.PIPE,
-            # Setpgid, as containerd: a signal to the daemon's group spares the shim.
-            process_group=0,
+            # Its own group, as containerd's Setpgid: a signal to the daemon's
+            # group spares the shim.  (A new session: uvloop takes no
+            # process_group.)
+            start_new_session=True,
         )
         try:
             out, err = await proc.communicate(stdin)

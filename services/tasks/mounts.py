@@ -14,6 +14,8 @@ import errno
 import os
 import time
 
+from services.host import mountpoints
+
 __all__ = ["mountpoints_under", "unmount_recursive"]
 
 _EBUSY_RETRIES = 50
@@ -41,32 +43,10 @@ def _umount(target: str) -> None:
     _libc.umount(target)
 
 
-def _unescape(path: str) -> str:
-    # mountinfo writes space, tab, newline and backslash as \ooo.
-    out, i = [], 0
-    while i < len(path):
-        code = path[i + 1 : i + 4]
-        if path[i] == "\\" and len(code) == 3 and code.isdigit():
-            out.append(chr(int(code, 8)))
-            i += 4
-        else:
-            out.append(path[i])
-            i += 1
-    return "".join(out)
-
-
 def mountpoints_under(path: str) -> list[str]:
     """Mount points at or below ``path`` in this mount namespace, deepest first."""
     prefix = os.path.abspath(path)
-    points = []
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) <= 4:
-                continue
-            point = _unescape(fields[4])
-            if point == prefix or point.startswith(prefix + "/"):
-                points.append(point)
+    points = [p for p in mountpoints() if p == prefix or p.startswith(prefix + "/")]
     return sorted(points, key=lambda p: p.count("/"), reverse=True)
 
 

@@ -1052,6 +1052,13 @@ OPTIONAL_MESSAGES: dict[str, Message] = {
         "options": (2, F.TYPE_MESSAGE, OPTIONAL, "google.protobuf.Any"),
     },
     # types/runc/options/oci.proto
+    # runtime/linux/runctypes/runc.proto (the legacy runtime's options)
+    "containerd.linux.runc.RuncOptions": {
+        "runtime": (1, F.TYPE_STRING, OPTIONAL, None),
+        "runtime_root": (2, F.TYPE_STRING, OPTIONAL, None),
+        "criu_path": (3, F.TYPE_STRING, OPTIONAL, None),
+        "systemd_cgroup": (4, F.TYPE_BOOL, OPTIONAL, None),
+    },
     "containerd.runc.v1.Options": {
         "no_pivot_root": (1, F.TYPE_BOOL, OPTIONAL, None),
         "no_new_keyring": (2, F.TYPE_BOOL, OPTIONAL, None),

@@ -306,10 +306,27 @@ def test_embedded_default_is_the_printed_default(tmp_path: Path) -> None:
     default = embedded.embedded_default(Overrides(root="/r", state="/s"))
     assert printed == default
     assert default.source == embedded.EMBEDDED_SOURCE
-    assert set(default.proxy_plugins) == {"content", "overlayfs", "walking"}
-    assert all(p.command for p in default.proxy_plugins.values())
-    assert default.proxy_plugins["content"].address == "/s/content.sock"
-    assert "/r/io.containerd.content.v1.content" in default.proxy_plugins["content"].command
+    proxies = default.proxy_plugins
+    assert set(proxies) == {"content", "overlayfs", "native", "walking"}
+    assert all(p.command for name, p in proxies.items() if name != "native")
+    assert proxies["content"].address == "/s/content.sock"
+    assert "/r/io.containerd.content.v1.content" in proxies["content"].command
+    # One snapshotter process serves both names on one socket, each under
+    # containerd's root for it; the differ may mount under both roots.
+    overlayfs, native = proxies["overlayfs"], proxies["native"]
+    assert overlayfs.address == native.address == "/s/snapshotter.sock"
+    assert native.command == () and native.metrics_address == ""
+    command = overlayfs.command
+    assert command[command.index("--root") + 1] == "/r"
+    assert [command[i + 1] for i, a in enumerate(command) if a == "--backend"] == [
+        "overlayfs",
+        "native",
+    ]
+    differ = proxies["walking"].command
+    assert [differ[i + 1] for i, a in enumerate(differ) if a == "--allowed-root"] == [
+        "/r/io.containerd.snapshotter.v1.overlayfs",
+        "/r/io.containerd.snapshotter.v1.native",
+    ]
 
 
 def test_deploy_embedded_example_is_current() -> None:

@@ -1,8 +1,8 @@
 """The real ``ctr`` against berthd on its embedded default: version, plugins, content, snapshots.
 
 One daemon for the module, started exactly as ``berthd config default``
-describes it (content, overlayfs snapshotter and differ as supervised
-children); every call below crosses the daemon into a plugin process.
+describes it (content, one snapshotter process serving overlayfs and native,
+and the differ as supervised children); every call crosses into a plugin process.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ def test_plugins_ls(daemon: Berthd) -> None:
     for key in [
         ("io.containerd.content.v1", "content"),
         ("io.containerd.snapshotter.v1", "overlayfs"),
+        ("io.containerd.snapshotter.v1", "native"),
         ("io.containerd.differ.v1", "walking"),
         ("io.containerd.service.v1", "introspection-service"),
         ("io.containerd.service.v1", "content-service"),
@@ -88,7 +89,8 @@ def test_plugins_ls_detailed_shows_exports(daemon: Berthd) -> None:
 
 def test_plugins_ls_filters(daemon: Berthd) -> None:
     only = rows(daemon.ctr("plugins", "ls", "type==io.containerd.snapshotter.v1").stdout)
-    assert [r[:2] for r in only] == [["io.containerd.snapshotter.v1", "overlayfs"]]
+    assert sorted(r[1] for r in only) == ["native", "overlayfs"]
+    assert {r[0] for r in only} == {"io.containerd.snapshotter.v1"}
     either = rows(daemon.ctr("plugins", "ls", "id==content", "id==version").stdout)
     assert sorted(r[1] for r in either) == ["content", "content", "version"]
     bad = daemon.ctr("plugins", "ls", "type==", check=False)

@@ -53,6 +53,7 @@ def daemon() -> Iterator[tuple[Berthd, str]]:
         b.ctr("content", "ingest", "m", input=b"metrics\n")
         b.ctr("content", "ls")
         b.ctr("snapshots", "ls")
+        b.ctr("snapshots", "--snapshotter", "native", "ls")
         yield b, address
 
 
@@ -74,6 +75,14 @@ def test_daemon_and_plugin_families_on_one_page(daemon: tuple[Berthd, str]) -> N
     # ctr leaves once Write's last answer arrives, so its end may count as Canceled
     assert sum(v for (p, m, _), v in calls.items() if (p, m) == ("content", "Write")) >= 1
     assert calls[("overlayfs", "List", "OK")] >= 1
+    # native shares the overlayfs entry's process: its own connection, and its
+    # snapshot counts on that process's page, labelled by snapshotter.
+    assert up["native"] == 1 and calls[("native", "List", "OK")] >= 1
+    assert "native" not in scraped
+    counted = {
+        (labels["plugin"], labels["snapshotter"]) for labels, _ in s["berthd_snapshotter_snapshots"]
+    }
+    assert counted == {("overlayfs", "overlayfs"), ("overlayfs", "native")}
     latency = {labels["plugin"] for labels, _ in s["berthd_proxy_call_duration_seconds_count"]}
     assert plugins <= latency
     # gRPC server families: the daemon's own (no plugin label) and each plugin's

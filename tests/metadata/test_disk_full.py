@@ -28,6 +28,7 @@ async def test_ingest_meets_a_full_disk_and_resumes() -> None:
     data = os.urandom(3 * MiB)
     dgst = "sha256:" + hashlib.sha256(data).hexdigest()
     with short_tmpdir("bdf") as d, tiny_tmpfs(d / "content", "1m") as fs, metadata_berthd(d) as b:
+        b.wait_startup_gc()  # what follows is held by no lease
         failed = b.ctr("content", "ingest", "big", input=data, check=False)
         assert failed.returncode != 0
         assert "ingest ref" in failed.stderr and "no space left on device" in failed.stderr

@@ -18,7 +18,7 @@ from tests.support import short_tmpdir
 from tests.support.containerd import Containerd, need_containerd
 
 
-def _plugin(backend: str, **kwargs: Any) -> Iterator[Plugin]:
+def _plugin(backend: str | tuple[str, ...], **kwargs: Any) -> Iterator[Plugin]:
     with short_tmpdir("bsn") as d, Plugin(d, backend, **kwargs) as plugin:
         yield plugin
         # Scenarios leave their snapshots behind; umount anything still
@@ -41,6 +41,12 @@ def berth_overlayfs() -> Iterator[Plugin]:
 @pytest.fixture(scope="session")
 def berth_native() -> Iterator[Plugin]:
     yield from _plugin("native")
+
+
+@pytest.fixture(scope="session")
+def berth_multi() -> Iterator[Plugin]:
+    """One process serving both backends, each request naming its snapshotter."""
+    yield from _plugin(("overlayfs", "native"))
 
 
 @pytest.fixture(scope="session")

@@ -10,12 +10,16 @@ from tests.support import PYTHON, Proc, wait_for_socket
 
 
 class Plugin:
-    """``berthd-snapshotter`` on ``workdir``: socket ``workdir/s.sock``, root ``workdir/root``."""
+    """``berthd-snapshotter`` on ``workdir``: socket ``workdir/s.sock``, root ``workdir/root``.
+
+    ``backend`` may name several backends: one process then serves each by
+    name, under ``root/io.containerd.snapshotter.v1.<name>``.
+    """
 
     def __init__(
         self,
         workdir: Path,
-        backend: str = "overlayfs",
+        backend: str | tuple[str, ...] = "overlayfs",
         *,
         metrics_address: str | None = None,
         module: str = "services.snapshotter.main",
@@ -34,7 +38,9 @@ class Plugin:
     def argv(self) -> list[str]:
         argv = [PYTHON, "-m", self.module, "--root", str(self.root), "--address", self.address]
         if self.module == "services.snapshotter.main":
-            argv += ["--backend", self.backend]
+            backends = (self.backend,) if isinstance(self.backend, str) else self.backend
+            for backend in backends:
+                argv += ["--backend", backend]
         if self.metrics_address:
             argv += ["--metrics-address", self.metrics_address]
         return [*argv, *self.extra]

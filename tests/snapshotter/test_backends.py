@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from api import errdefs
+from services.host import in_user_namespace
 from services.snapshotter import fsutil, local
 from services.snapshotter.native import NativeSnapshotter
 from services.snapshotter.overlay import OverlaySnapshotter
@@ -91,7 +92,7 @@ async def test_overlay_layout(tmp_path: Path) -> None:
     assert (tmp_path / local.METADATA_FILE).exists()
     # Kernel probes as containerd makes them.
     assert sn.index_off == os.path.exists("/sys/module/overlay/parameters/index")
-    if not fsutil.running_in_user_namespace():
+    if not in_user_namespace():
         assert sn.userxattr is False
     await sn.close()
 

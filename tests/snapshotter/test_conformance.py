@@ -1,8 +1,10 @@
 """The conformance suite against our plugin and against real containerd.
 
-Every scenario runs against five targets, black box over gRPC:
+Every scenario runs against seven targets, black box over gRPC:
 
 - ``berth-overlayfs``, ``berth-native``: our ``berthd-snapshotter`` process;
+- ``multi-overlayfs``, ``multi-native``: one ``berthd-snapshotter`` process
+  serving both, addressed by name (as the embedded default runs it);
 - ``example-stats``: the SDK example (a wrapper) around the overlay backend;
 - ``containerd-overlayfs``, ``containerd-native``: the built-in snapshotters
   of a private real containerd (through its metadata layer, in a namespace).
@@ -22,6 +24,8 @@ from tests.snapshotter.conformance import Target, grpc_snapshotter
 TARGETS = [
     pytest.param("berth-overlayfs", marks=pytest.mark.overlay),
     pytest.param("berth-native"),
+    pytest.param("multi-overlayfs", marks=pytest.mark.overlay),
+    pytest.param("multi-native"),
     pytest.param("example-stats", marks=pytest.mark.overlay),
     pytest.param("containerd-overlayfs", marks=[pytest.mark.containerd, pytest.mark.overlay]),
     pytest.param("containerd-native", marks=pytest.mark.containerd),
@@ -41,6 +45,13 @@ def _scenarios() -> list[object]:
 def target(request: pytest.FixtureRequest) -> Target:
     name: str = request.param
     owner, backend = name.split("-", 1)
+    if owner == "multi":
+        address = request.getfixturevalue("berth_multi").address
+        return Target(
+            name=name,
+            open=lambda ns: grpc_snapshotter(address, backend, namespace=ns),
+            cleanup=True,
+        )
     if owner in ("berth", "example"):
         fixture = "example_stats" if owner == "example" else f"berth_{backend}"
         plugin = request.getfixturevalue(fixture)

@@ -93,12 +93,18 @@ def _session(stack: Stack, sn: str, top: str) -> dict[str, object]:
         return _normalize(out, stack)
 
     out: dict[str, object] = {}
+    # ctr's "view" sets no gc.root label and uses no lease, so containerd's GC
+    # may take the view at any collection: run a collection to completion
+    # first (a --sync lease removal waits for one), then root the view at once.
+    stack.ctr("leases", "create", "--id", f"flush-{sn}")
+    stack.ctr("leases", "rm", "--sync", f"flush-{sn}")
     for cmd in ("ls", "tree", "usage"):
         out[cmd] = n(stack.sn(sn, cmd)[1])
     out["info"] = _info(stack.sn(sn, "info", top)[1])
     out["prepare"] = n(stack.sn(sn, "prepare", "--target", "/mnt/t", "k-active", top)[1])
     out["mounts"] = n(stack.sn(sn, "mounts", "/mnt/m", "k-active")[1])
     out["view"] = n(stack.sn(sn, "view", "--target", "/mnt/v", "k-view", top)[1])
+    stack.sn(sn, "label", "k-view", "containerd.io/gc.root=e2e")
     out["label"] = _labels(n(stack.sn(sn, "label", "k-active", "foo=bar", "x=y")[1]))
     out["info-active"] = _info(stack.sn(sn, "info", "k-active")[1])
     out["unlabel"] = _labels(n(stack.sn(sn, "label", "k-active", "x=")[1]))

@@ -1,4 +1,5 @@
-"""``berthd-snapshotter`` as a process (flags, health, metrics, SIGTERM); servicer resolvers."""
+"""``berthd-snapshotter`` as a process (flags, health, metrics, SIGTERM, several
+backends by name); servicer resolvers."""
 
 from __future__ import annotations
 
@@ -165,7 +166,96 @@ def test_console_script_declared() -> None:
     defaults = main.parser().parse_args([])
     assert defaults.address == "/run/berthd/snapshotter.sock"
     assert defaults.root == "/var/lib/berthd/snapshotter"
-    assert defaults.backend == "overlayfs"
+    assert main.backend_roots(defaults.backend, defaults.root) == {
+        "overlayfs": Path("/var/lib/berthd/snapshotter")
+    }
+
+
+def test_backend_roots(tmp_path: Path) -> None:
+    # One backend: --root is its root, as before several could be served.
+    assert main.backend_roots(["native"], tmp_path) == {"native": tmp_path}
+    # Several: containerd's <root>/<plugin type>.<name> for each.
+    assert main.backend_roots(["overlayfs", "native"], tmp_path) == {
+        "overlayfs": tmp_path / "io.containerd.snapshotter.v1.overlayfs",
+        "native": tmp_path / "io.containerd.snapshotter.v1.native",
+    }
+    with pytest.raises(errdefs.InvalidArgument, match="--backend native given more than once"):
+        main.backend_roots(["native", "overlayfs", "native"], tmp_path)
+
+
+def test_several_backends_refuse_a_single_backends_root() -> None:
+    """Data of a single-backend process would silently be left behind: refuse, in one line."""
+    with short_tmpdir("bsp") as d:
+        with Plugin(d, "native") as plugin:
+
+            async def work() -> None:
+                async with grpc_snapshotter(plugin.address, "native") as sn:
+                    await sn.prepare("kept")
+
+            asyncio.run(work())
+        argv = [PYTHON, "-m", "services.snapshotter.main", "--root", str(plugin.root)]
+        argv += ["--address", plugin.address, "--backend", "overlayfs", "--backend", "native"]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1, r.stderr
+        assert r.stderr.startswith("berthd-snapshotter: error: --root "), r.stderr
+        assert "holds the snapshots of a single backend" in r.stderr
+        assert "Traceback" not in r.stderr
+        assert not (plugin.root / "io.containerd.snapshotter.v1.native").exists()
+
+
+async def test_one_process_serves_both_backends_by_name() -> None:
+    with short_tmpdir("bsp") as d:
+        metrics = f"127.0.0.1:{free_port()}"
+        with Plugin(d, ("overlayfs", "native"), metrics_address=metrics) as plugin:
+            async with grpc.aio.insecure_channel("unix://" + plugin.address) as ch:
+                overlay = ProxySnapshotter(ch, "overlayfs")
+                native = ProxySnapshotter(ch, "native")
+                await overlay.prepare("a")
+                await overlay.commit("c", "a")
+                [child] = await overlay.prepare("b", "c")
+                [copy] = await native.prepare("n")
+                assert sorted([i.name async for i in overlay.walk()]) == ["b", "c"]
+                assert [i.name async for i in native.walk()] == ["n"]
+                with pytest.raises(errdefs.NotFound):
+                    await native.stat("c")
+                # As containerd's Snapshots service: no name, or a name not served.
+                with pytest.raises(errdefs.InvalidArgument, match="snapshotter not loaded: berth"):
+                    await ProxySnapshotter(ch, "berth").stat("c")
+                with pytest.raises(errdefs.InvalidArgument, match="snapshotter argument missing"):
+                    await ProxySnapshotter(ch, "").stat("c")
+            text = await asyncio.to_thread(_scrape, metrics)
+        overlay_root = plugin.root / "io.containerd.snapshotter.v1.overlayfs"
+        native_root = plugin.root / "io.containerd.snapshotter.v1.native"
+        assert (overlay_root / "metadata.sqlite").is_file()
+        assert (native_root / "metadata.sqlite").is_file()
+        assert not (plugin.root / "metadata.sqlite").exists()
+        assert child.type == "overlay" and str(overlay_root) in ",".join(child.options)
+        assert copy.type == "bind" and copy.source.startswith(str(native_root / "snapshots"))
+
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+
+    def snapshots(snapshotter: str, kind: str) -> float:
+        key = (("kind", kind), ("snapshotter", snapshotter))
+        return samples[("berthd_snapshotter_snapshots", key)]
+
+    assert [snapshots("overlayfs", k) for k in ("active", "view", "committed")] == [1, 0, 1]
+    assert [snapshots("native", k) for k in ("active", "view", "committed")] == [1, 0, 0]
+    commits = "berthd_snapshotter_commit_duration_seconds_count"
+    assert samples[(commits, (("snapshotter", "overlayfs"),))] == 1
+    assert samples[(commits, (("snapshotter", "native"),))] == 0
+    if shutil.which("promtool"):
+        check = await asyncio.to_thread(
+            subprocess.run,
+            ["promtool", "check", "metrics"],
+            input=text,
+            capture_output=True,
+            text=True,
+        )
+        assert check.returncode == 0, check.stdout + check.stderr
 
 
 @pytest.fixture

@@ -13,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import queue
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -224,3 +226,70 @@ def write_code(b: Berthd, timeout: float = 1.0) -> tuple[grpc.StatusCode, str]:
         except grpc.RpcError as e:
             return e.code(), e.details() or ""
     return grpc.StatusCode.OK, ""
+
+
+class CtrEvents:
+    """``ctr events`` against a daemon, its lines collected by a reader thread.
+
+    ``subscribed(poke)`` calls ``poke`` (something that publishes an event
+    whose line contains the returned marker) until that line shows: ctr
+    prints nothing when its subscription starts.
+    """
+
+    def __init__(self, address: str) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self.proc = subprocess.Popen(
+            ["ctr", "--address", address, "events"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+
+    def wait_for(self, text: str, timeout: float = 20.0) -> str:
+        """The first line (from now on) containing ``text``; TimeoutError when none."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no event line with {text!r} within {timeout}s")
+            try:
+                line = self.lines.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                continue
+            self.seen.append(line)
+            if text in line:
+                return line
+
+    def subscribed(self, poke: Callable[[], str], timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            marker = poke()
+            try:
+                self.wait_for(marker, 0.5)
+                return
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise
+
+    def stop(self) -> list[str]:
+        """Stop ctr; every line seen, in order (including ones not waited for)."""
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._reader.join(10)
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return self.seen

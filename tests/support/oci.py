@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import platform
 import tarfile
 from collections.abc import Mapping
@@ -200,3 +201,35 @@ def build_image_tar(
             info.size, info.mode, info.mtime = len(data), 0o644, FIXED_MTIME
             tar.addfile(info, io.BytesIO(data))
     return dest
+
+
+def random_layers(count: int, size: int) -> list[Layer]:
+    """``count`` layers of one file of ``size`` random bytes each (incompressible:
+    build them with ``compression="none"``)."""
+    return [{f"data/blob{i}": os.urandom(size)} for i in range(count)]
+
+
+def blob_digests(tar_path: Path) -> dict[str, int]:
+    """Digest -> size of every blob in an OCI layout tar."""
+    with tarfile.open(tar_path) as tar:
+        return {
+            "sha256:" + m.name.rsplit("/", 1)[1]: m.size
+            for m in tar.getmembers()
+            if m.name.startswith("blobs/sha256/")
+        }
+
+
+def manifest_layers(tar_path: Path) -> list[str]:
+    """The layer digests of the (one) image in an OCI layout tar, in order."""
+    with tarfile.open(tar_path) as tar:
+
+        def blob(digest: str) -> dict[str, object]:
+            f = tar.extractfile("blobs/sha256/" + digest.split(":", 1)[1])
+            assert f is not None
+            return dict(json.loads(f.read()))
+
+        index_file = tar.extractfile("index.json")
+        assert index_file is not None
+        index = json.loads(index_file.read())
+        manifest = blob(index["manifests"][0]["digest"])
+        return [str(layer["digest"]) for layer in manifest["layers"]]  # type: ignore[attr-defined]

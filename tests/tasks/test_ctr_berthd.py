@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
+import io
 import os
 import re
 import signal
 import subprocess
+import tarfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -17,10 +20,19 @@ import grpc
 import pytest
 
 from api.containerd.services.containers.v1 import containers_pb2, containers_pb2_grpc
+from api.containerd.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
 from api.containerd.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
+from api.containerd.types import descriptor_pb2
+from daemon.tasks.checkpoint import MEDIA_TYPE_CHECKPOINT as CHECKPOINT_MEDIA_TYPE
 from tests.daemon.test_task_metrics import INHERITED_LINT, promtool_findings
 from tests.support import free_port, need_binary, need_root, short_tmpdir
-from tests.support.berthd import Berthd, embedded_toml, need_embedded_plugins, wait_until
+from tests.support.berthd import (
+    Berthd,
+    CtrEvents,
+    embedded_toml,
+    need_embedded_plugins,
+    wait_until,
+)
 from tests.support.oci import build_image_tar
 
 pytestmark = [pytest.mark.root, pytest.mark.runc, pytest.mark.containerd, pytest.mark.overlay]
@@ -160,14 +172,17 @@ def test_unknown_runtime_names_the_binary(berthd: tuple[Berthd, str]) -> None:
 
 def test_events_of_one_run_in_order(berthd: tuple[Berthd, str]) -> None:
     b, _ = berthd
-    events = subprocess.Popen(
-        ["ctr", "--address", b.address, "events"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    events = CtrEvents(b.address)
+    pokes = iter(range(1000))
+
+    def poke() -> str:
+        name = f"ev-mark-{next(pokes)}"
+        b.ctr("namespaces", "create", name)
+        b.ctr("namespaces", "rm", name)
+        return name
+
     try:
-        time.sleep(0.5)  # ctr prints nothing once subscribed
+        events.subscribed(poke)
         b.ctr("run", "-d", IMAGE, "t-ev", "sleep", "300")
         b.ctr("task", "exec", "--exec-id", "x1", "t-ev", "true")
         b.ctr("task", "pause", "t-ev")
@@ -175,11 +190,11 @@ def test_events_of_one_run_in_order(berthd: tuple[Berthd, str]) -> None:
         b.ctr("task", "kill", "-s", "SIGKILL", "t-ev")
         wait_until(lambda: task_status(b, "t-ev") == "STOPPED", what="stopped")
         b.ctr("task", "rm", "t-ev")
+        events.wait_for("/tasks/delete")
         b.ctr("containers", "rm", "t-ev")
-        time.sleep(1.0)
+        events.wait_for("/containers/delete")
     finally:
-        events.terminate()
-        out, _ = events.communicate(timeout=10)
+        out = "".join(events.stop())
     topics = [
         m.group(1)
         for line in out.splitlines()
@@ -290,3 +305,186 @@ def test_running_container_survives_a_daemon_restart(how: int) -> None:
             if b.proc is not None:
                 b.ctr("task", "rm", "-f", "t-live", check=False)
             b.__exit__(None, None, None)
+
+
+def _criu_problem() -> str | None:
+    """criu's own reason it cannot run here, or None when ``criu check`` passes."""
+    if subprocess.run(["which", "criu"], capture_output=True).returncode != 0:
+        return "criu is not installed"
+    out = subprocess.run(["criu", "check"], capture_output=True, text=True, timeout=60)
+    if out.returncode == 0:
+        return None
+    lines = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.strip()]
+    return "criu check: " + " / ".join(lines[-3:])
+
+
+def test_checkpoint_and_restore(berthd: tuple[Berthd, str]) -> None:
+    b, _ = berthd
+    problem = _criu_problem()
+    b.ctr("run", "-d", IMAGE, "t-cp", "sh", "-c", "i=0; while true; do i=$((i+1)); sleep 1; done")
+    try:
+        out = b.ctr("containers", "checkpoint", "--task", "t-cp", "berth-cp/t-cp:1", check=False)
+        if problem is not None:
+            # The RPC answers the shim's (criu's) failure, never a fake success,
+            # and the task keeps running.
+            assert out.returncode != 0
+            assert "criu" in out.stderr, out.stderr
+            assert task_status(b, "t-cp") == "RUNNING"
+            pytest.skip(problem)
+        assert out.returncode == 0, out.stderr
+        # The checkpoint is in the content store, under the image the client made.
+        assert "berth-cp/t-cp:1" in b.ctr("images", "ls", "-q").stdout
+        b.ctr("task", "kill", "-s", "SIGKILL", "t-cp")
+        wait_until(lambda: task_status(b, "t-cp") == "STOPPED", what="stopped")
+        b.ctr("task", "rm", "t-cp")
+        b.ctr("containers", "rm", "t-cp")
+        b.ctr("containers", "restore", "--live", "t-cp", "berth-cp/t-cp:1")
+        wait_until(lambda: task_status(b, "t-cp") == "RUNNING", what="restored")
+    finally:
+        b.ctr("task", "kill", "-s", "SIGKILL", "t-cp", check=False)
+        wait_until(lambda: task_status(b, "t-cp") in ("STOPPED", None), what="stopped")
+        b.ctr("task", "rm", "t-cp", check=False)
+        b.ctr("containers", "rm", "t-cp", check=False)
+        b.ctr("images", "rm", "berth-cp/t-cp:1", check=False)
+
+
+def test_daemon_killed_mid_create_leaves_nothing_a_restart_cannot_clean() -> None:
+    need_root()
+    need_binary("ctr", "runc", "containerd-shim-runc-v2")
+    need_embedded_plugins()
+    with short_tmpdir("bk") as d:
+        b = Berthd(d, embedded_toml(d))
+        try:
+            b.start()
+            b.ctr("images", "import", str(build_image_tar(d / "img.tar", IMAGE)))
+            bundle = b.state / "io.containerd.runtime.v2.task" / "default" / "t-mid"
+            argv = ["ctr", "--address", b.address, "run", "-d", IMAGE, "t-mid", "sleep", "300"]
+            run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not bundle.exists():
+                time.sleep(0.002)
+            assert bundle.exists(), "the create never started"
+            b.kill9()
+            run.communicate(timeout=30)
+            b.start()
+            # Whatever the kill interrupted, the task is either there (and can be
+            # stopped and removed) or gone; the container can then be removed.
+            if task_status(b, "t-mid") is not None:
+                b.ctr("task", "kill", "-s", "SIGKILL", "t-mid", check=False)
+                wait_until(lambda: task_status(b, "t-mid") in ("STOPPED", None), what="stopped")
+                b.ctr("task", "rm", "-f", "t-mid", check=False)
+            assert task_status(b, "t-mid") is None
+            b.ctr("containers", "rm", "t-mid", check=False)
+            assert "t-mid" not in b.ctr("containers", "ls", "-q").stdout.split()
+            wait_until(lambda: shims_of(d) == [], what="no shim left")
+            wait_until(lambda: not bundle.exists(), what="bundle removed")
+            # And the daemon runs containers as before.
+            assert b.ctr("run", "--rm", IMAGE, "t-after", "echo", "ok").stdout == "ok\n"
+        finally:
+            b.__exit__(None, None, None)
+
+
+def test_gc_keeps_what_a_container_uses(berthd: tuple[Berthd, str]) -> None:
+    b, _ = berthd
+    b.ctr("run", "-d", IMAGE, "t-gc", "sleep", "300")
+    try:
+        b.ctr("images", "rm", "--sync", IMAGE)
+        # The image is gone; the container's snapshot (and its parents) stay,
+        # and the container keeps running.
+        snaps = b.ctr("snapshots", "ls").stdout
+        assert "t-gc" in snaps
+        assert task_status(b, "t-gc") == "RUNNING"
+        assert b.ctr("task", "exec", "--exec-id", "g1", "t-gc", "true").returncode == 0
+    finally:
+        b.ctr("task", "kill", "-s", "SIGKILL", "t-gc", check=False)
+        wait_until(lambda: task_status(b, "t-gc") in ("STOPPED", None), what="stopped")
+        b.ctr("task", "rm", "t-gc", check=False)
+        b.ctr("containers", "rm", "t-gc", check=False)
+        tar = build_image_tar(b.workdir / "img-again.tar", IMAGE)
+        b.ctr("images", "import", str(tar))
+    # With the container gone, so is its snapshot.
+    wait_until(lambda: "t-gc" not in b.ctr("snapshots", "ls").stdout, what="snapshot freed")
+
+
+def test_exit_while_the_daemon_is_down_reaches_wait() -> None:
+    need_root()
+    need_binary("ctr", "runc", "containerd-shim-runc-v2")
+    need_embedded_plugins()
+    with short_tmpdir("bk") as d:
+        b = Berthd(d, embedded_toml(d))
+        try:
+            b.start()
+            b.ctr("images", "import", str(build_image_tar(d / "img.tar", IMAGE)))
+            b.ctr("run", "-d", IMAGE, "t-gone", "sh", "-c", "sleep 300 & wait; exit 5")
+            pid = int(rows(b.ctr("task", "ls").stdout)[0][1])
+            b.kill9()
+            # The container ends while no daemon runs: only its shim sees it.
+            for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+                os.kill(int(child), signal.SIGKILL)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+                time.sleep(0.05)
+            b.start()
+            with b.channel() as ch:
+                waited = tasks_pb2_grpc.TasksStub(ch).Wait(
+                    tasks_pb2.WaitRequest(container_id="t-gone"), metadata=NS, timeout=30
+                )
+            assert waited.exit_status == 5
+            assert task_status(b, "t-gone") == "STOPPED"
+            b.ctr("task", "rm", "t-gone")
+            b.ctr("containers", "rm", "t-gone")
+        finally:
+            b.__exit__(None, None, None)
+
+
+def test_checkpoint_to_restore_from_stays_until_the_task_is_deleted(
+    berthd: tuple[Berthd, str],
+) -> None:
+    """The shim restores at Start, so what Create unpacked must outlive Create."""
+    b, _ = berthd
+    b.wait_startup_gc()
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        info = tarfile.TarInfo("inventory.img")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"dummy"))
+    blob = raw.getvalue()
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    b.ctr("content", "ingest", "cp-blob", input=blob)
+    b.ctr("containers", "create", IMAGE, "t-rs", "true")
+    scratch = b.root / "io.containerd.service.v1.tasks-service" / "checkpoints"
+    try:
+        with b.channel() as ch:
+            mounts = (
+                snapshots_pb2_grpc.SnapshotsStub(ch)
+                .Mounts(
+                    snapshots_pb2.MountsRequest(snapshotter="overlayfs", key="t-rs"), metadata=NS
+                )
+                .mounts
+            )
+            tasks = tasks_pb2_grpc.TasksStub(ch)
+            tasks.Create(
+                tasks_pb2.CreateTaskRequest(
+                    container_id="t-rs",
+                    rootfs=list(mounts),
+                    checkpoint=descriptor_pb2.Descriptor(
+                        media_type=CHECKPOINT_MEDIA_TYPE, digest=digest, size=len(blob)
+                    ),
+                ),
+                metadata=NS,
+                timeout=60,
+            )
+            restored = list(scratch.glob("restore-*"))
+            assert len(restored) == 1 and (restored[0] / "inventory.img").read_bytes() == b"dummy"
+            tasks.Delete(tasks_pb2.DeleteTaskRequest(container_id="t-rs"), metadata=NS, timeout=60)
+            assert list(scratch.glob("restore-*")) == []
+    finally:
+        b.ctr("task", "rm", "-f", "t-rs", check=False)
+        b.ctr("containers", "rm", "t-rs", check=False)
+
+
+def test_legacy_runtime_name_runs_on_the_v2_shim(berthd: tuple[Berthd, str]) -> None:
+    b, _ = berthd
+    runtime = ("--runtime", "io.containerd.runtime.v1.linux")
+    out = b.ctr("run", "--rm", *runtime, IMAGE, "t-legacy", "echo", "legacy")
+    assert out.stdout == "legacy\n"

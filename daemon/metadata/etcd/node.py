@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# How long leave() waits for the keep-alive task to end.
+LEAVE_WAIT = 2.0
+
 
 def process_start(pid: int) -> str:
     """The kernel's start time of ``pid`` ("" when it does not exist)."""
@@ -44,22 +47,6 @@ def process_start(pid: int) -> str:
             return f.read().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return ""
-
-
-async def stop_stream_task(
-    task: asyncio.Task[None], call: grpc.aio.StreamStreamCall[Any, Any] | None
-) -> None:
-    """Stop a task that serves a gRPC stream: the call first (a task blocked
-    in the stream's write does not always see its own cancellation at once),
-    then the task, waiting a bounded moment for it."""
-    if call is not None:
-        call.cancel()
-    task.cancel()
-    done, _ = await asyncio.wait({task}, timeout=2.0)
-    if not done:
-        log.warning("etcd: %s did not stop within 2s (left behind)", task.get_name())
-    elif not task.cancelled() and task.exception() is not None:
-        log.debug("etcd: %s ended with %r", task.get_name(), task.exception())
 
 
 def _create_if_absent(key: bytes, value: bytes, lease: int = 0) -> rpc_pb2.TxnRequest:
@@ -85,22 +72,26 @@ class NodeSession:
         self.root = os.path.abspath(root) if root else ""
         self.lease = 0
         self.host = socket.gethostname()
+        # The node's peer content address (``daemon.peer``), once published.
+        self.peer = ""
         self._keepalive: asyncio.Task[None] | None = None
-        self._call: grpc.aio.StreamStreamCall[Any, Any] | None = None
-        # Set before the keep-alive task is cancelled: a stream call may turn
-        # the cancellation into an error of its own, which must not loop on.
-        self._stopping = False
+        self._call: Any = None
+        self._leaving = False
+        self._stop = asyncio.Event()
 
     @property
     def identity(self) -> dict[str, Any]:
         pid = os.getpid()
-        return {
+        ident: dict[str, Any] = {
             "node": self.store.node,
             "host": self.host,
             "pid": pid,
             "start": process_start(pid),
             "root": self.root,
         }
+        if self.peer:
+            ident["peer"] = self.peer
+        return ident
 
     async def join(self, deadline: float) -> None:
         """Register the node and take its live key.  FailedPrecondition when
@@ -179,7 +170,7 @@ class NodeSession:
         """Refresh the lease every third of its TTL; take the key again if it lapsed."""
         client = self.store.client
         every = max(self.store.settings.lease_ttl / 3.0, 0.5)
-        while not self._stopping:
+        while not self._leaving:
             i = client.current
             try:
                 call = client.lease_stub(i).LeaseKeepAlive(metadata=HAS_LEADER)
@@ -203,32 +194,42 @@ class NodeSession:
                             )
                             continue
                         self.store.set_up(True)
-                        await asyncio.sleep(every)
+                        # Not asyncio.sleep: leave() must be able to end this
+                        # wait even when a cancellation was swallowed (below).
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._stop.wait(), every)
+                        if self._leaving:
+                            return
                 finally:
-                    self._call = None
                     call.cancel()
+                    self._call = None
             except asyncio.CancelledError:
                 raise
             except errdefs.FailedPrecondition as e:
                 self.store.fail(e)
                 return
-            except Exception as e:
-                if self._stopping:
-                    return
-                if not isinstance(e, grpc.aio.AioRpcError | Unreachable | TimeoutError):
-                    log.exception("etcd: lease keep-alive failed")
-                    await asyncio.sleep(1.0)
-                    continue
+            except (grpc.aio.AioRpcError, Unreachable, TimeoutError) as e:
                 client.rotate(i)
                 why = e.details() if isinstance(e, grpc.aio.AioRpcError) else str(e)
                 self.store.set_up(False, f"lease keep-alive: {why}")
                 await asyncio.sleep(0.5)
+            except Exception:
+                log.exception("etcd: lease keep-alive failed")
+                await asyncio.sleep(1.0)
 
     async def leave(self) -> None:
         """Stop keeping the lease and revoke it: the node's live key goes at once."""
-        self._stopping = True
         if self._keepalive is not None:
-            await stop_stream_task(self._keepalive, self._call)
+            # grpc-aio can swallow a task cancellation that lands in a stream's
+            # write: end the stream itself too, and never wait without bound.
+            self._leaving = True
+            self._stop.set()
+            if self._call is not None:
+                self._call.cancel()
+            self._keepalive.cancel()
+            done, _ = await asyncio.wait({self._keepalive}, timeout=LEAVE_WAIT)
+            if not done:
+                log.warning("etcd: the lease keep-alive of node %r did not stop", self.store.node)
             self._keepalive = None
         if self.lease:
             with contextlib.suppress(Exception):

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from api import errdefs
-from daemon.metadata.durations import parse_duration
+from api.goduration import parse_duration
 from daemon.tomlcodec import FieldError
 
 DEFAULT_PREFIX = "/berthd"

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -22,7 +22,6 @@ from api.etcd.etcdserverpb import rpc_pb2
 from api.etcd.mvccpb import kv_pb2
 from daemon.metadata.etcd.client import HAS_LEADER, EtcdError
 from daemon.metadata.etcd.layout import range_end
-from daemon.metadata.etcd.node import stop_stream_task
 
 if TYPE_CHECKING:
     from daemon.metadata.etcd.store import EtcdStore
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DELETE = kv_pb2.Event.DELETE
-WatchCall = grpc.aio.StreamStreamCall[rpc_pb2.WatchRequest, rpc_pb2.WatchResponse]
 
 
 class ClusterWatch:
@@ -40,8 +38,8 @@ class ClusterWatch:
         self.live_nodes: set[str] = set()
         self.on_nodes: list[Callable[[list[str]], None]] = []
         self._task: asyncio.Task[None] | None = None
-        self._call: WatchCall | None = None
-        self._stopping = False  # (see NodeSession._stopping)
+        self._call: Any = None
+        self._stopping = False
         self._rev = 0
 
     def start(self) -> None:
@@ -49,9 +47,16 @@ class ClusterWatch:
             self._task = asyncio.create_task(self._run(), name="etcd-watch")
 
     async def stop(self) -> None:
-        self._stopping = True
         if self._task is not None:
-            await stop_stream_task(self._task, self._call)
+            # grpc-aio can swallow a cancellation that lands in a stream's
+            # write: end the stream itself too, and never wait without bound.
+            self._stopping = True
+            if self._call is not None:
+                self._call.cancel()
+            self._task.cancel()
+            done, _ = await asyncio.wait({self._task}, timeout=2.0)
+            if not done:
+                log.warning("etcd watch did not stop")
             self._task = None
 
     def _notify(self) -> None:
@@ -109,23 +114,22 @@ class ClusterWatch:
                         )
                     await self._follow(call)
                 finally:
-                    self._call = None
                     call.cancel()
+                    self._call = None
             except asyncio.CancelledError:
                 raise
-            except Exception as e:
-                if self._stopping:
-                    return
-                if not isinstance(e, grpc.aio.AioRpcError | EtcdError):
-                    log.exception("etcd watch failed")
-                    await asyncio.sleep(1.0)
-                    continue
+            except (grpc.aio.AioRpcError, EtcdError) as e:
                 client.rotate(i)
                 why = e.details() if isinstance(e, grpc.aio.AioRpcError) else str(e)
                 log.debug("etcd watch interrupted: %s", why)
                 await asyncio.sleep(0.5)
+            except Exception:
+                log.exception("etcd watch failed")
+                await asyncio.sleep(1.0)
 
-    async def _follow(self, call: WatchCall) -> None:
+    async def _follow(
+        self, call: grpc.aio.StreamStreamCall[rpc_pb2.WatchRequest, rpc_pb2.WatchResponse]
+    ) -> None:
         layout = self.store.layout
         nodes = layout.nodes
         images = layout.cluster["images"].root.encode()

@@ -30,9 +30,12 @@ def lease(context: Context) -> str:
 
 
 def ts(ns: int) -> timestamp_pb2.Timestamp:
-    out = timestamp_pb2.Timestamp()
-    out.FromNanoseconds(ns)
-    return out
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+
+
+def set_ts(out: timestamp_pb2.Timestamp, ns: int) -> None:
+    out.seconds, out.nanos = divmod(ns, 1_000_000_000)
 
 
 def ts_dt(dt: datetime) -> timestamp_pb2.Timestamp:

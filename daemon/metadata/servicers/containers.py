@@ -13,7 +13,7 @@ from api.containerd.services.containers.v1 import containers_pb2_grpc
 from daemon.events.exchange import Publisher
 from daemon.metadata import records
 from daemon.metadata.containers import ContainerStore
-from daemon.metadata.servicers.common import Context, any_bytes, namespace, to_any, ts
+from daemon.metadata.servicers.common import Context, any_bytes, namespace, set_ts
 
 # Raises (e.g. FailedPrecondition while the container has a task) to refuse a delete.
 DeleteGuard = Callable[[str, str], None]
@@ -21,22 +21,29 @@ DeleteGuard = Callable[[str, str], None]
 SERVICE_NAME = "containerd.services.containers.v1.Containers"
 
 
-def to_proto(c: records.Container) -> api.Container:
-    out = api.Container(
-        id=c.id,
-        labels=dict(c.labels),
-        image=c.image,
-        runtime=api.Container.Runtime(name=c.runtime_name, options=to_any(c.runtime_options)),
-        spec=to_any(c.spec),
-        snapshotter=c.snapshotter,
-        snapshot_key=c.snapshot_key,
-        created_at=ts(c.created_at),
-        updated_at=ts(c.updated_at),
-        sandbox=c.sandbox,
-    )
+def fill(out: api.Container, c: records.Container) -> api.Container:
+    """Set ``out``'s fields from ``c`` (in place, as the images servicer does)."""
+    out.id = c.id
+    if c.labels:
+        out.labels.update(c.labels)
+    out.image = c.image
+    out.runtime.name = c.runtime_name
+    if c.runtime_options is not None:
+        out.runtime.options.ParseFromString(c.runtime_options)
+    if c.spec is not None:
+        out.spec.ParseFromString(c.spec)
+    out.snapshotter = c.snapshotter
+    out.snapshot_key = c.snapshot_key
+    set_ts(out.created_at, c.created_at)
+    set_ts(out.updated_at, c.updated_at)
+    out.sandbox = c.sandbox
     for k, v in c.extensions.items():
         out.extensions[k].ParseFromString(v)
     return out
+
+
+def to_proto(c: records.Container) -> api.Container:
+    return fill(api.Container(), c)
 
 
 def from_proto(ns: str, c: api.Container) -> records.Container:
@@ -77,7 +84,11 @@ class ContainersServicer(containers_pb2_grpc.ContainersServicer):
         self, request: api.ListContainersRequest, context: Context
     ) -> api.ListContainersResponse:
         found = await self.store.list(namespace(context), list(request.filters))
-        return api.ListContainersResponse(containers=[to_proto(c) for c in found])
+        resp = api.ListContainersResponse()
+        add = resp.containers.add
+        for c in found:
+            fill(add(), c)
+        return resp
 
     async def ListStream(
         self, request: api.ListContainersRequest, context: Context

@@ -8,26 +8,33 @@ from api import errdefs
 from api.containerd.events import image_pb2 as events
 from api.containerd.services.images.v1 import images_pb2 as api
 from api.containerd.services.images.v1 import images_pb2_grpc
-from api.containerd.types import descriptor_pb2
 from daemon.events.exchange import Publisher
 from daemon.metadata import records
 from daemon.metadata.images import ImageStore
-from daemon.metadata.servicers.common import Context, GCWaiter, namespace, ts
+from daemon.metadata.servicers.common import Context, GCWaiter, namespace, set_ts
 
 SERVICE_NAME = "containerd.services.images.v1.Images"
 
 
+def fill(out: api.Image, img: records.Image) -> api.Image:
+    """Set ``out``'s fields from ``img`` (in place: a List fills thousands,
+    and building each from keyword arguments costs three times as much)."""
+    out.name = img.name
+    if img.labels:
+        out.labels.update(img.labels)
+    t, d = out.target, img.target
+    t.media_type = d.media_type
+    t.digest = d.digest
+    t.size = d.size
+    if d.annotations:
+        t.annotations.update(d.annotations)
+    set_ts(out.created_at, img.created_at)
+    set_ts(out.updated_at, img.updated_at)
+    return out
+
+
 def to_proto(img: records.Image) -> api.Image:
-    t = img.target
-    return api.Image(
-        name=img.name,
-        labels=dict(img.labels),
-        target=descriptor_pb2.Descriptor(
-            media_type=t.media_type, digest=t.digest, size=t.size, annotations=dict(t.annotations)
-        ),
-        created_at=ts(img.created_at),
-        updated_at=ts(img.updated_at),
-    )
+    return fill(api.Image(), img)
 
 
 def from_proto(ns: str, img: api.Image) -> records.Image:
@@ -54,7 +61,11 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
         self, request: api.ListImagesRequest, context: Context
     ) -> api.ListImagesResponse:
         found = await self.store.list(namespace(context), list(request.filters))
-        return api.ListImagesResponse(images=[to_proto(i) for i in found])
+        resp = api.ListImagesResponse()
+        add = resp.images.add
+        for img in found:
+            fill(add(), img)
+        return resp
 
     async def Create(
         self, request: api.CreateImageRequest, context: Context

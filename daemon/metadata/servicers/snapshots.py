@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Mapping
 
 from google.protobuf import empty_pb2
 
-from api import errdefs
 from api.containerd.events import snapshot_pb2 as events
 from api.containerd.services.snapshots.v1 import snapshots_pb2 as api
 from api.containerd.services.snapshots.v1 import snapshots_pb2_grpc
@@ -15,7 +14,7 @@ from daemon.events.exchange import Publisher
 from daemon.metadata.servicers.common import Context, lease, namespace
 from daemon.metadata.snapshots import NamespacedSnapshotter
 from services.snapshotter import wire
-from services.snapshotter.snapshotter import Info
+from services.snapshotter.snapshotter import Info, by_name
 
 SERVICE_NAME = "containerd.services.snapshots.v1.Snapshots"
 LIST_BATCH = 100
@@ -29,12 +28,7 @@ class SnapshotsServicer(snapshots_pb2_grpc.SnapshotsServicer):
         self.publisher = publisher
 
     def _get(self, name: str) -> NamespacedSnapshotter:
-        if not name:
-            raise errdefs.InvalidArgument("snapshotter argument missing")
-        sn = self.snapshotters.get(name)
-        if sn is None:
-            raise errdefs.InvalidArgument(f"snapshotter not loaded: {name}")
-        return sn
+        return by_name(self.snapshotters, name)
 
     async def Prepare(
         self, request: api.PrepareSnapshotRequest, context: Context

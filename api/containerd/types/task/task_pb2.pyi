@@ -64,7 +64,7 @@ class Process(_message.Message):
     EXITED_AT_FIELD_NUMBER: _builtins.int
     container_id: _builtins.str
     id: _builtins.str
-    """Exec id; empty for the task's init process."""
+    """The process's id: the container id for a task's init process, else the exec id."""
     pid: _builtins.int
     status: Global___Status.ValueType
     stdin: _builtins.str

@@ -1,0 +1,96 @@
+"""Keeping a long-running process's heap close to what it uses.
+
+glibc's defaults suit short programs: a large buffer freed under a raised
+(dynamic) mmap threshold stays in the heap, each busy thread may get an arena
+of its own, and freed pages in the middle of the heap are only given back by
+``malloc_trim``.  A plugin that has streamed a few hundred MiB through 1 MiB
+buffers on worker threads keeps tens of MB it no longer uses.  So every berthd
+process fixes the mmap threshold (large buffers come from and go back to the
+kernel), caps the arenas, and trims the heap once a burst of calls is over.
+Without glibc (musl) this does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import logging
+import time
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
+
+MMAP_THRESHOLD = 128 * 1024
+TRIM_THRESHOLD = 256 * 1024
+ARENA_MAX = 2
+# Calls must have stopped for this long before the heap is trimmed.
+QUIET = 1.0
+
+
+def _libc() -> Any:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+def tune() -> None:
+    """Set the allocator's parameters: once, at start, before any thread."""
+    libc = _libc()
+    if libc is None:
+        return
+    for param, value in (
+        (M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+        (M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+        (M_ARENA_MAX, ARENA_MAX),
+    ):
+        if libc.mallopt(param, value) != 1:
+            log.debug("mallopt(%d, %d) refused", param, value)
+
+
+class HeapKeeper:
+    """Trims the heap once calls have stopped for ``quiet`` seconds (``touch()``
+    after each call)."""
+
+    def __init__(self, quiet: float = QUIET) -> None:
+        self.quiet = quiet
+        self._libc = _libc()
+        self._last = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self.trims = 0
+
+    def touch(self) -> None:
+        """A call just finished: trim once none has for ``quiet`` seconds."""
+        if self._libc is None:
+            return
+        self._last = time.monotonic()
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.quiet, self._due)
+
+    def _due(self) -> None:
+        idle = time.monotonic() - self._last
+        if idle < self.quiet:
+            self._timer = asyncio.get_running_loop().call_later(self.quiet - idle, self._due)
+            return
+        self._timer = None
+        self.trim()
+
+    def trim(self) -> None:
+        if self._libc is not None:
+            self._libc.malloc_trim(0)
+            self.trims += 1
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
