@@ -3,8 +3,8 @@
 Every record carries its namespace; times are UTC nanoseconds since the epoch
 (0 when unset).  Protobuf ``Any`` values (a container's spec, runtime options
 and extensions) are kept as their serialized bytes: the store never looks
-inside them.  Records are plain values so that any backend (SQLite, etcd) can encode
-them field by field.
+inside them.  Records are plain values so that any backend (SQLite, etcd)
+can encode them field by field.
 """
 
 from __future__ import annotations

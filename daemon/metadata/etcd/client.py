@@ -100,6 +100,8 @@ class EtcdClient:
         self._closed = False
 
     def _open(self) -> None:
+        if self._closed:
+            raise Unreachable("etcd client is closed")
         if self._channels:
             return
         tls = self.settings.tls

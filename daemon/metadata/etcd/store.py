@@ -229,10 +229,14 @@ class EtcdStore:
                     )
                     self.set_up(True)
             except Unreachable as e:
+                if self._closed:
+                    return
                 self.set_up(False, str(e))
             except errdefs.ErrdefsError:
                 pass
             except Exception:
+                if self._closed:
+                    return
                 log.exception("etcd metadata store: reconnect failed")
 
     # ------------------------------------------------------------------ transactions
