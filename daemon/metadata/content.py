@@ -265,17 +265,13 @@ class NamespacedContent:
                     add_to_lease(tx, ns, lease, CONTENT, expected)
                     return True
 
-                if await self.db.update(hold) or await self._remote_has(ns, expected, lease):
+                # Looked up first (no write transaction, no thread hop): the
+                # blob is usually new.
+                present = await self.db.view(lambda tx: tx.get(BLOBS, ns, expected) is not None)
+                if (present and await self.db.update(hold)) or await self._remote_has(
+                    ns, expected, lease
+                ):
                     raise errdefs.AlreadyExists(f"content {expected}")
-            shared = False
-            if expected and self.shared:
-                try:
-                    binfo = await self.backend.info(expected)
-                except errdefs.NotFound:
-                    pass
-                else:
-                    if total in (0, binfo.size):
-                        shared, total = True, binfo.size
 
             def begin(tx: Tx) -> tuple[records.Ingest, bool]:
                 ensure_namespace(tx, ns)
@@ -287,7 +283,6 @@ class NamespacedContent:
                     ns,
                     ref,
                     bref,
-                    expected=expected if shared else "",
                     total=total,
                     expire_at=0 if lease else now + INGEST_EXPIRY_NS,
                     started_at=current.started_at if current else now,
@@ -297,16 +292,43 @@ class NamespacedContent:
 
             ingest, created = await self.db.update(begin)
             backend_writer: Writer | None = None
-            if not shared:
+            try:
+                # Not the expected digest: the caller must prove the bytes
+                # before the blob shows in this namespace.  Naming it to the
+                # backend only asks whether it holds the blob already (it
+                # answers AlreadyExists), without a round trip of its own.
+                probe = expected if self.shared else ""
                 try:
-                    # Not the expected digest: the caller must prove the
-                    # bytes before the blob shows in this namespace.
-                    backend_writer = await self.backend.writer(ingest.backend_ref, total)
-                except BaseException:
-                    if created:
-                        await self.db.update(lambda tx: _drop_ingest(tx, ns, ref, lease))
-                    raise
+                    backend_writer = await self.backend.writer(ingest.backend_ref, total, probe)
+                except errdefs.AlreadyExists:
+                    if not probe:
+                        raise
+                    ingest = await self._share(ingest, expected, total)
+                    if not ingest.expected:
+                        backend_writer = await self.backend.writer(ingest.backend_ref, total)
+            except BaseException:
+                if created:
+                    await self.db.update(lambda tx: _drop_ingest(tx, ns, ref, lease))
+                raise
         return NamespacedWriter(self, ingest, lease, backend_writer)
+
+    async def _share(self, ingest: records.Ingest, expected: str, total: int) -> records.Ingest:
+        """The ingest, made shared when the backend holds ``expected`` with
+        ``total`` bytes (or any, when ``total`` is 0): another namespace
+        committed these bytes, so writing them costs nothing ("shared" policy)."""
+        try:
+            binfo = await self.backend.info(expected)
+        except errdefs.NotFound:
+            return ingest  # removed meanwhile: write it after all
+        if total not in (0, binfo.size):
+            return ingest
+        shared = dataclasses.replace(ingest, expected=expected, total=binfo.size)
+
+        def record(tx: Tx) -> None:
+            tx.put(INGESTS_TABLE, shared)
+
+        await self.db.update(record)
+        return shared
 
     async def _remote_has(self, ns: str, digest: str, lease: str) -> bool:
         """Another node holds ``digest`` in ``ns`` (then ``lease`` holds it here too)."""

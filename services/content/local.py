@@ -369,11 +369,14 @@ class LocalContentStore:
                 release=lambda: self._unlock(ref),
             )
         now = time.time_ns()
-        write_atomic(path / "ref", ref.encode())
+        # Synced as containerd syncs them: the times, not the ref and total.
+        # A crash that leaves either torn makes the next writer start over
+        # (see _resume), which is all an unsynced ingest could offer anyway.
+        write_atomic(path / "ref", ref.encode(), sync=False)
         write_atomic(path / "startedat", format_time(now).encode())
         write_atomic(path / "updatedat", format_time(now).encode())
         if total > 0:
-            write_atomic(path / "total", str(total).encode())
+            write_atomic(path / "total", str(total).encode(), sync=False)
         else:
             with contextlib.suppress(FileNotFoundError):
                 (path / "total").unlink()
