@@ -35,6 +35,7 @@ from daemon.metadata import records
 from daemon.metadata.db import MetadataDB, ensure_namespace
 from daemon.metadata.leases import CONTENT, INGESTS, add_to_lease, remove_from_lease
 from daemon.metadata.locks import RWLock
+from daemon.metadata.postedwriter import PostedWriter
 from daemon.metadata.readahead import ReadAhead
 from daemon.metadata.remote import RemoteContent
 from daemon.metadata.store import BLOBS, Tx
@@ -299,13 +300,17 @@ class NamespacedContent:
                 # answers AlreadyExists), without a round trip of its own.
                 probe = expected if self.shared else ""
                 try:
-                    backend_writer = await self.backend.writer(ingest.backend_ref, total, probe)
+                    backend_writer = PostedWriter(
+                        await self.backend.writer(ingest.backend_ref, total, probe)
+                    )
                 except errdefs.AlreadyExists:
                     if not probe:
                         raise
                     ingest = await self._share(ingest, expected, total)
                     if not ingest.expected:
-                        backend_writer = await self.backend.writer(ingest.backend_ref, total)
+                        backend_writer = PostedWriter(
+                            await self.backend.writer(ingest.backend_ref, total)
+                        )
             except BaseException:
                 if created:
                     await self.db.update(lambda tx: _drop_ingest(tx, ns, ref, lease))
@@ -421,7 +426,7 @@ class NamespacedWriter:
         """Turn a shared ingest into a real one, copying ``size`` bytes of the
         expected blob (the caller is rewriting it)."""
         backend = self._content.backend
-        w = await backend.writer(self._ingest.backend_ref, self._ingest.total)
+        w: Writer = PostedWriter(await backend.writer(self._ingest.backend_ref, self._ingest.total))
         try:
             if size > 0:
                 async with await backend.reader(self._ingest.expected) as ra:
