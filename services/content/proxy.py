@@ -291,6 +291,23 @@ class ProxyWriter:
 
     async def write(self, data: bytes) -> int:
         start = self._offset
+        if len(data) <= WRITE_CHUNK:
+            # One message: no copy of the data, no sender of its own.
+            if not data:
+                return 0
+            resp = await self._roundtrip(
+                content_pb2.WriteContentRequest(action=content_pb2.WRITE, offset=start, data=data)
+            )
+        else:
+            resp = await self._pipelined(start, data)
+        written = resp.offset - start
+        self._offset = resp.offset
+        if written < len(data):
+            raise errdefs.DataLoss(f"short write: {written} of {len(data)} bytes")
+        return written
+
+    async def _pipelined(self, start: int, data: bytes) -> content_pb2.WriteContentResponse:
+        """Send ``data`` in WRITE_CHUNK messages, all before their answers."""
         view = memoryview(data)
         chunks = [view[i : i + WRITE_CHUNK] for i in range(0, len(view), WRITE_CHUNK)]
 
@@ -306,7 +323,6 @@ class ProxyWriter:
 
         sender = asyncio.ensure_future(send_all())
         try:
-            resp = None
             for _ in chunks:
                 resp = await self._recv()
             await sender
@@ -316,13 +332,7 @@ class ProxyWriter:
             # The first error (usually the answer's) is the one that counts.
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await sender
-        if resp is None:
-            return 0
-        written = resp.offset - start
-        self._offset = resp.offset
-        if written < len(data):
-            raise errdefs.DataLoss(f"short write: {written} of {len(data)} bytes")
-        return written
+        return resp
 
     async def truncate(self, size: int) -> None:
         # As containerd's client: takes effect with the next WRITE or COMMIT,
