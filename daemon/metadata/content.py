@@ -86,6 +86,8 @@ class NamespacedContent:
         # Digests being fetched from other nodes: the collector keeps their
         # backend ingest and blob until they are recorded here.
         self._fetching: Counter[str] = Counter()
+        # Backend ingests being written here, by backend ref.
+        self._writing: dict[str, PostedWriter] = {}
         self.readahead = ReadAhead(backend)
 
     async def info(self, ns: str, digest: str) -> Info:
@@ -208,8 +210,26 @@ class NamespacedContent:
         ingest = await self.db.view(lambda tx: tx.get(INGESTS_TABLE, ns, ref))
         if ingest is None:
             raise errdefs.NotFound(f"reference {ref}")
-        st = await self.backend.status(ingest.backend_ref)
+        st = await self._backend_status(ingest.backend_ref)
         return dataclasses.replace(st, ref=ref)
+
+    async def _backend_status(self, bref: str) -> Status:
+        """The backend's status of ``bref``, once a write this daemon answered
+        already has reached it (as containerd's Status sees the bytes of
+        every answered write)."""
+        writing = self._writing.get(bref)
+        if writing is not None:
+            await writing.settled()
+        return await self.backend.status(bref)
+
+    def _posted(self, bref: str, inner: Writer) -> PostedWriter:
+        def finished() -> None:
+            if self._writing.get(bref) is w:
+                del self._writing[bref]
+
+        w = PostedWriter(inner, finished)
+        self._writing[bref] = w
+        return w
 
     async def list_statuses(self, ns: str, exprs: Sequence[str] = ()) -> builtins.list[Status]:
         """Raises InvalidArgument for a filter that does not parse."""
@@ -218,7 +238,7 @@ class NamespacedContent:
         out = []
         for ingest in ingests:
             try:
-                st = await self.backend.status(ingest.backend_ref)
+                st = await self._backend_status(ingest.backend_ref)
             except errdefs.NotFound:
                 continue
             out.append(dataclasses.replace(st, ref=ingest.ref))
@@ -300,16 +320,17 @@ class NamespacedContent:
                 # answers AlreadyExists), without a round trip of its own.
                 probe = expected if self.shared else ""
                 try:
-                    backend_writer = PostedWriter(
-                        await self.backend.writer(ingest.backend_ref, total, probe)
+                    backend_writer = self._posted(
+                        ingest.backend_ref,
+                        await self.backend.writer(ingest.backend_ref, total, probe),
                     )
                 except errdefs.AlreadyExists:
                     if not probe:
                         raise
                     ingest = await self._share(ingest, expected, total)
                     if not ingest.expected:
-                        backend_writer = PostedWriter(
-                            await self.backend.writer(ingest.backend_ref, total)
+                        backend_writer = self._posted(
+                            ingest.backend_ref, await self.backend.writer(ingest.backend_ref, total)
                         )
             except BaseException:
                 if created:
@@ -426,7 +447,8 @@ class NamespacedWriter:
         """Turn a shared ingest into a real one, copying ``size`` bytes of the
         expected blob (the caller is rewriting it)."""
         backend = self._content.backend
-        w: Writer = PostedWriter(await backend.writer(self._ingest.backend_ref, self._ingest.total))
+        bref = self._ingest.backend_ref
+        w: Writer = self._content._posted(bref, await backend.writer(bref, self._ingest.total))
         try:
             if size > 0:
                 async with await backend.reader(self._ingest.expected) as ra:

@@ -17,6 +17,9 @@ relays, from an ingest at offset 0 (a new one, or one truncated to 0).  A
 resumed ingest's earlier bytes are the backend's to hash: its writes wait
 for the backend's answers, as before.  At commit the two digests are
 compared.
+
+Someone else asking the backend for the ingest's status meanwhile must not
+see it a write behind what its writer was told: ``settled`` lets them wait.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from api import errdefs
 from services.content.store import Status, Writer
@@ -36,8 +39,9 @@ class PostedWriter:
     """``Writer`` over ``inner`` whose writes are answered before ``inner`` has
     answered them (see the module doc)."""
 
-    def __init__(self, inner: Writer) -> None:
+    def __init__(self, inner: Writer, on_finish: Callable[[], None] | None = None) -> None:
         self._inner = inner
+        self._on_finish = on_finish
         self._pending: asyncio.Future[None] | None = None
         # The hash of every byte of the ingest, once known to start at 0;
         # None while unknown or when this writer cannot vouch for it.
@@ -47,6 +51,18 @@ class PostedWriter:
     @property
     def ref(self) -> str:
         return self._inner.ref
+
+    async def settled(self) -> None:
+        """Return once no write is in flight; its error is left for this
+        writer's next operation."""
+        pending = self._pending
+        if pending is not None:
+            await asyncio.wait({pending})
+
+    def _finished(self) -> None:
+        if self._on_finish is not None:
+            on_finish, self._on_finish = self._on_finish, None
+            on_finish()
 
     async def _settle(self) -> None:
         """Wait for the write in flight; its error is raised here (once)."""
@@ -106,9 +122,13 @@ class PostedWriter:
                     f"ref {self.ref}: relayed bytes hash to {ours}, the content store has {theirs}"
                 )
         except BaseException:
+            self._finished()
             await self._inner.close()
             raise
-        return await self._inner.commit(size, expected, labels)
+        try:
+            return await self._inner.commit(size, expected, labels)
+        finally:
+            self._finished()
 
     async def close(self) -> None:
         try:
@@ -117,4 +137,5 @@ class PostedWriter:
             # What reached the backend stays in the ingest; the caller has
             # gone (or is failing for its own reason) and learns this on resume.
             log.debug("ref %s: a relayed write failed before close: %s", self.ref, e)
+        self._finished()
         await self._inner.close()

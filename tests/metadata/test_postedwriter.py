@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from api import errdefs
+from daemon.metadata.content import NamespacedContent
+from daemon.metadata.db import MetadataDB
 from daemon.metadata.postedwriter import PostedWriter
+from daemon.metadata.sqlite import SqliteStore
 from services.content.local import LocalContentStore
 from tests.content.tinyfs import tiny_tmpfs
 
@@ -89,3 +92,20 @@ async def test_commit_waits_for_the_last_write_and_reports_its_error(tmp_path: P
         with pytest.raises(errdefs.NotFound):
             await store.info(sha(data))
         assert 0 < (await store.status("last")).offset < len(data)
+
+
+async def test_status_of_an_ingest_includes_every_answered_write(tmp_path: Path) -> None:
+    """Another caller's Status sees what the writer was told was written (as
+    containerd's does), not the backend a write behind."""
+    db = MetadataDB(SqliteStore(tmp_path / "meta.db"))
+    content = NamespacedContent(db, LocalContentStore(tmp_path / "content"))
+    try:
+        data = os.urandom(64 * MiB)  # long enough to still be in flight
+        w = await content.writer("ns", "big", len(data))
+        await w.status()
+        assert await w.write(data) == len(data)
+        assert (await content.status("ns", "big")).offset == len(data)
+        assert [s.offset for s in await content.list_statuses("ns")] == [len(data)]
+        assert await w.commit(len(data), sha(data)) == sha(data)
+    finally:
+        await db.close()
