@@ -286,7 +286,11 @@ def test_apply_reads_the_layer_from_the_content_plugin_within_the_namespace(
             def apply_in(ns: str, key: str) -> diff_pb2.ApplyResponse:
                 md = (("containerd-namespace", ns),)
                 mounts = snaps.Prepare(
-                    snapshots_pb2.PrepareSnapshotRequest(snapshotter="overlayfs", key=key),
+                    snapshots_pb2.PrepareSnapshotRequest(
+                        snapshotter="overlayfs",
+                        key=key,
+                        labels={"containerd.io/gc.root": "test"},  # kept by the GC
+                    ),
                     metadata=md,
                 ).mounts
                 return differ.Apply(
