@@ -193,9 +193,19 @@ def park(count: int, modules: Sequence[str] = ()) -> int:
         return 0
     _prepare(modules)
     parent = os.getpid()
-    for _ in range(count):
-        r, w = os.pipe()
-        pid = os.fork()
+    for n in range(count):
+        try:
+            r, w = os.pipe()
+            try:
+                pid = os.fork()
+            except OSError:
+                os.close(r)
+                os.close(w)
+                raise
+        except OSError as e:
+            # The supervisor will start the rest its usual way.
+            log.warning("fork: parked %d of %d children: %s", n, count, e)
+            return n
         if pid == 0:
             os.close(w)
             for p in _parked:
