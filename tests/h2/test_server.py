@@ -147,9 +147,7 @@ async def test_generated_servicer(served: Any) -> None:
     assert (reply.version, reply.revision) == ("v9", "r1")
 
 
-@pytest.mark.parametrize(
-    "message", ["plain", "naïve 100% \u2603 \n tab\t", "", "long " * 4000]
-)
+@pytest.mark.parametrize("message", ["plain", "naïve 100% \u2603 \n tab\t", "", "long " * 4000])
 async def test_abort_carries_code_and_message(served: Any, message: str) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await _call(served[2], "unary_unary", "Fail")(message.encode())
