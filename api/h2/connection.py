@@ -23,9 +23,9 @@ import logging
 from typing import TYPE_CHECKING, cast
 
 import grpc
-import hpack
 
 from api.h2 import frames as f
+from api.h2 import hpack
 from api.h2.context import Context
 from api.h2.stream import (
     CODE_INT,
@@ -40,8 +40,6 @@ if TYPE_CHECKING:
     from api.h2.server import Server
 
 log = logging.getLogger(__name__)
-# hpack logs every header field it decodes at DEBUG: noise, and time per call.
-logging.getLogger("hpack").setLevel(logging.INFO)
 
 CONNECTION_WINDOW = 16 << 20
 CREDIT_BATCH = 64 << 10
@@ -239,8 +237,8 @@ class Connection(asyncio.Protocol):
 
     def _request(self, sid: int, block: bytes, end_stream: bool) -> None:
         try:
-            fields = cast("list[tuple[str, str]]", self.decoder.decode(block))
-        except hpack.HPACKError as e:
+            fields = self.decoder.decode(block)
+        except hpack.DecodeError as e:
             self._fail(f.COMPRESSION_ERROR, f"header block does not decode: {e}")
             return
         stream = self.streams.get(sid)
