@@ -66,7 +66,7 @@ class Connection(asyncio.Protocol):
         self.max_frame = f.DEFAULT_MAX_FRAME
         self.conn_credit = 0
         self.stream_credit: dict[int, int] = {}
-        self.held: dict[int, bytes] = {}
+        self.held: dict[int, list[bytes | memoryview]] = {}
         self.header_block: bytearray | None = None
         self.header_sid = 0
         self.header_end_stream = False
@@ -76,7 +76,7 @@ class Connection(asyncio.Protocol):
         self.lost = False
         self.going_away = False
         self.idle: asyncio.Future[None] | None = None
-        self._out: list[bytes] | None = None
+        self._out: list[bytes | memoryview] | None = None
 
     # ------------------------------------------------------------------ transport
 
@@ -122,6 +122,15 @@ class Connection(asyncio.Protocol):
         else:
             self.transport.write(data)
 
+    def write_parts(self, parts: list[bytes | memoryview]) -> None:
+        """Several pieces in one write (joined once; uvloop writes them with writev)."""
+        if self.lost or self.transport is None or not parts:
+            return
+        if self._out is not None:
+            self._out.extend(parts)
+        else:
+            self.transport.writelines(parts)
+
     async def drain(self) -> None:
         while self.paused and not self.lost:
             waiter = self.loop.create_future()
@@ -138,7 +147,7 @@ class Connection(asyncio.Protocol):
         buf = self.buf
         buf += data
         pos = 0
-        out: list[bytes] = []
+        out: list[bytes | memoryview] = []
         self._out = out
         try:
             if not self.preface_seen:
@@ -343,31 +352,46 @@ class Connection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ frames out
 
-    async def send_data(self, stream: Stream, payload: bytes, hold: bool) -> None:
+    async def send_data(
+        self, stream: Stream, prefix: bytes, data: bytes | memoryview, hold: bool
+    ) -> None:
+        """One gRPC message (``prefix`` and ``data``) as DATA frames within the
+        windows, without copying ``data``; ``hold`` leaves them for the
+        stream's trailers to go in the same write."""
         out: list[bytes | memoryview] = []
         if not stream.headers_sent:
             stream.headers_sent = True
             out.append(f.frame(f.HEADERS, f.END_HEADERS, stream.sid, f.RESPONSE_HEADERS))
-        view = memoryview(payload)
-        pos, size = 0, len(payload)
-        while pos < size:
-            n = min(size - pos, self.send_window, stream.send_window, self.max_frame)
+        pending: list[bytes | memoryview] = [prefix, memoryview(data)]
+        left = len(prefix) + len(data)
+        while left:
+            n = min(left, self.send_window, stream.send_window, self.max_frame)
             if n <= 0:
                 if out:
-                    self.write(b"".join(out))
+                    self.write_parts(out)
                     out = []
                     hold = False
                 await self._wait_window(stream)
                 continue
             out.append(f.HEADER.pack(n << 8 | f.DATA, 0, stream.sid))
-            out.append(view[pos : pos + n])
-            pos += n
+            take = n
+            while take:
+                piece = pending[0]
+                if len(piece) <= take:
+                    out.append(piece)
+                    take -= len(piece)
+                    pending.pop(0)
+                else:
+                    out.append(piece[:take])
+                    pending[0] = piece[take:]
+                    take = 0
+            left -= n
             self.send_window -= n
             stream.send_window -= n
         if hold:
-            self.held[stream.sid] = b"".join(out)
-        elif out:
-            self.write(b"".join(out))
+            self.held[stream.sid] = out
+        else:
+            self.write_parts(out)
         if self.paused:
             await self.drain()
         if stream.was_cancelled or self.lost:

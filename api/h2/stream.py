@@ -167,7 +167,7 @@ class Stream:
             self.ctx.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
             self.ctx.set_details(f"Sent message larger than max ({len(data)} vs. {limit})")
             raise AbortError("message too large")
-        await self.conn.send_data(self, f.MESSAGE_PREFIX.pack(0, len(data)) + data, hold)
+        await self.conn.send_data(self, f.MESSAGE_PREFIX.pack(0, len(data)), data, hold)
 
     def finish(self, code: grpc.StatusCode, details: str, trailing: Metadata = ()) -> None:
         if self.finished:
@@ -179,11 +179,11 @@ class Stream:
         if not self.was_cancelled and not conn.lost:
             fields = f.status_fields(CODE_INT[code], details) + _metadata_fields(trailing)
             block = fields if self.headers_sent else f.RESPONSE_HEADERS + fields
-            out = conn.held.pop(self.sid, b"")
-            out += f.headers(self.sid, block, True, conn.max_frame)
+            out = conn.held.pop(self.sid, [])
+            out.append(f.headers(self.sid, block, True, conn.max_frame))
             if not self.remote_closed:
-                out += f.rst_stream(self.sid, f.NO_ERROR)
-            conn.write(out)
+                out.append(f.rst_stream(self.sid, f.NO_ERROR))
+            conn.write_parts(out)
         conn.forget(self)
         if self.ctx is not None:
             self.ctx.run_callbacks()
