@@ -68,6 +68,8 @@ class Child:
     # Set when the process reports READY=1 (cleared when it is started again).
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     on_ready: list[Callable[[], None]] = field(default_factory=list)
+    # What the child told in its notifications besides READY (e.g. METRICS_ADDRESS).
+    status: dict[str, str] = field(default_factory=dict)
     notify: socket.socket | None = None
 
     @property
@@ -170,7 +172,12 @@ class Supervisor:
             except OSError as e:
                 log.debug("plugin %s: notify socket: %s", child.spec.name, e)
                 return
-            if b"READY=1" in data.split(b"\n") and not child.ready.is_set():
+            lines = data.decode("utf-8", "replace").split("\n")
+            for line in lines:
+                key, sep, value = line.partition("=")
+                if sep and key != "READY":
+                    child.status[key] = value
+            if "READY=1" in lines and not child.ready.is_set():
                 child.ready.set()
                 log.debug("plugin %s reports ready", child.spec.name)
                 for fn in child.on_ready:

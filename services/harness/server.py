@@ -119,7 +119,12 @@ class PluginServer:
             self._metrics = MetricsEndpoint(self.registry, cfg.metrics_address)
             await self._metrics.start()
         log.info("%s serving on %s", self.name, cfg.address)
-        sd_notify("READY=1")
+        ready = "READY=1"
+        if self._metrics is not None:
+            # The address bound (port 0 asks for any): the supervisor learns it here.
+            host, port = self._metrics.bound
+            ready += f"\nMETRICS_ADDRESS={host}:{port}"
+        sd_notify(ready)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, give in-flight calls ``grace`` seconds, remove the socket.
