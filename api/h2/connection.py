@@ -102,10 +102,16 @@ class Connection(asyncio.Protocol):
         self._check_idle()
 
     def pause_writing(self) -> None:
+        # A peer that does not read what it asked for gets no more answers
+        # queued for it: its requests wait in the socket until it reads.
         self.paused = True
+        if self.transport is not None and not self.lost:
+            self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.paused = False
+        if self.transport is not None and not self.lost:
+            self.transport.resume_reading()
         self._wake_drains()
 
     def _wake_drains(self) -> None:
@@ -358,6 +364,10 @@ class Connection(asyncio.Protocol):
         """One gRPC message (``prefix`` and ``data``) as DATA frames within the
         windows, without copying ``data``; ``hold`` leaves them for the
         stream's trailers to go in the same write."""
+        if self.paused:  # the peer has not read what it has: nothing more for it yet
+            await self.drain()
+            if stream.was_cancelled or self.lost:
+                raise StreamGone
         out: list[bytes | memoryview] = []
         if not stream.headers_sent:
             stream.headers_sent = True

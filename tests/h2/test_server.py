@@ -293,6 +293,34 @@ def _accepts(sock: str) -> bool:
     return True
 
 
+async def test_a_peer_that_does_not_read_is_not_answered_without_bound(served: Any) -> None:
+    from api.h2 import frames as f
+
+    server, _, channel, sock = served
+    _reader, writer = await asyncio.open_unix_connection(sock)
+    # Requests for 1 MiB answers, never read: the server stops reading them
+    # once its buffer for this peer is full, instead of queueing every answer.
+    headers = bytes.fromhex("83") + f.literal(":path", f"/{SERVICE}/Chunks")
+    request = b"1x1048576"
+    body = f.MESSAGE_PREFIX.pack(0, len(request)) + request
+    writer.write(f.PREFACE + f.settings({f.SETTINGS_INITIAL_WINDOW_SIZE: f.MAX_WINDOW}))
+    writer.write(f.window_update(0, f.MAX_WINDOW - f.DEFAULT_WINDOW))
+    for sid in range(1, 2 * 200, 2):
+        writer.write(f.frame(f.HEADERS, f.END_HEADERS, sid, headers))
+        writer.write(f.frame(f.DATA, f.END_STREAM, sid, body))
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(writer.drain(), 3)
+    await asyncio.sleep(0.5)
+    (conn,) = [c for c in server.connections if c.last_sid > 1]
+    assert conn.paused
+    assert conn.last_sid < 399  # it stopped taking requests
+    buffered = conn.transport.get_write_buffer_size()
+    assert buffered < 4 * MiB, buffered  # one answer past the high-water mark
+    # Other clients are still served.
+    assert await _call(channel, "unary_unary", "Echo")(b"still") == b"still"
+    writer.close()
+
+
 async def test_a_peer_that_is_not_http2_is_dropped(served: Any) -> None:
     sock = served[3]
     reader, writer = await asyncio.open_unix_connection(sock)
