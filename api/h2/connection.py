@@ -150,37 +150,52 @@ class Connection(asyncio.Protocol):
     # ------------------------------------------------------------------ frames in
 
     def data_received(self, data: bytes) -> None:
+        # Frames are cut from ``data`` itself when no partial frame is
+        # pending (the usual case), else from ``buf``; DATA payloads are
+        # handed on as views, copied once, into their stream's message.
         buf = self.buf
-        buf += data
+        if buf:
+            buf += data
+            src: bytes | bytearray = buf
+        else:
+            src = data
         pos = 0
         out: list[bytes | memoryview] = []
         self._out = out
+        view = memoryview(src)
         try:
             if not self.preface_seen:
-                if len(buf) < len(f.PREFACE):
-                    if not f.PREFACE.startswith(bytes(buf)):
+                if len(src) < len(f.PREFACE):
+                    if not f.PREFACE.startswith(bytes(src)):
                         self._fail(f.PROTOCOL_ERROR, "not an HTTP/2 connection preface")
+                    elif not buf:
+                        buf += data
                     return
-                if not buf.startswith(f.PREFACE):
+                if not src.startswith(f.PREFACE):
                     self._fail(f.PROTOCOL_ERROR, "not an HTTP/2 connection preface")
                     return
                 self.preface_seen = True
                 pos = len(f.PREFACE)
-            size = len(buf)
+            size = len(src)
             while size - pos >= 9 and not self.lost:
-                word, flags, sid = f.HEADER.unpack_from(buf, pos)
-                length = word >> 8
-                if length > (1 << 24) - 1:
-                    break
-                end = pos + 9 + length
+                word, flags, sid = f.HEADER.unpack_from(src, pos)
+                end = pos + 9 + (word >> 8)
                 if end > size:
                     break
-                payload = bytes(buf[pos + 9 : end])
+                kind = word & 0xFF
+                if kind == f.DATA and self.header_block is None:
+                    self._data(flags, sid & 0x7FFFFFFF, view[pos + 9 : end])
+                else:
+                    self._frame(kind, flags, sid & 0x7FFFFFFF, bytes(view[pos + 9 : end]))
                 pos = end
-                self._frame(word & 0xFF, flags, sid & 0x7FFFFFFF, payload)
-            del buf[:pos]
+            view.release()
+            if src is buf:
+                del buf[:pos]
+            elif pos < size:
+                buf += data[pos:]
             self._flush_credit()
         finally:
+            view.release()
             self._out = None
             if out and self.transport is not None and not self.lost:
                 self.transport.write(b"".join(out))
@@ -315,7 +330,7 @@ class Connection(asyncio.Protocol):
         else:
             stream.end_inbox()
 
-    def _data(self, flags: int, sid: int, payload: bytes) -> None:
+    def _data(self, flags: int, sid: int, payload: bytes | memoryview) -> None:
         size = len(payload)
         self.conn_credit += size
         if flags & f.PADDED:

@@ -40,7 +40,8 @@ class Method:
     name: str
     kind: int
     behavior: Callable[..., Any]
-    deserialize: Callable[[bytes], Any] | None
+    # Takes bytes or a memoryview (protobuf's parsers take either).
+    deserialize: Callable[[Any], Any] | None
     serialize: Callable[[Any], bytes] | None
 
 

@@ -71,8 +71,8 @@ class Stream:
         self.ctx: Context = None  # type: ignore[assignment]  # set right after
         self.send_window = conn.initial_send_window
         self.body = bytearray()
-        self.requests: list[bytes] = []
-        self.inbox: deque[bytes] = deque()
+        self.requests: list[bytes | memoryview] = []
+        self.inbox: deque[bytes | memoryview] = deque()
         self.inbox_ended = False
         self.inbox_waiter: asyncio.Future[None] | None = None
         self.queued = 0  # bytes of whole messages waiting for the handler
@@ -91,7 +91,7 @@ class Stream:
 
     # ------------------------------------------------------------------ in
 
-    def feed(self, data: bytes) -> str | None:
+    def feed(self, data: bytes | memoryview) -> str | None:
         """Take a DATA payload; whole messages go to the handler.  Returns an
         error text when the stream must fail (too large, compressed)."""
         body = self.body
@@ -105,8 +105,15 @@ class Stream:
                 return f"Received message larger than max ({length} vs. {limit})"
             if len(body) < 5 + length:
                 break
-            message = bytes(body[5 : 5 + length])
-            del body[: 5 + length]
+            message: bytes | memoryview
+            if len(body) == 5 + length:
+                # The message is all there is (frames usually end with one):
+                # handed over as a view of this buffer, a new one follows.
+                message = memoryview(body)[5:]
+                self.body = body = bytearray()
+            else:
+                message = bytes(body[5 : 5 + length])
+                del body[: 5 + length]
             if self.method.kind in (UNARY_UNARY, UNARY_STREAM):
                 self.requests.append(message)
             else:
@@ -138,7 +145,7 @@ class Stream:
             self.conn.credit_stream(self, self.held)
             self.held = 0
         deserialize = self.method.deserialize
-        return message if deserialize is None else deserialize(message)
+        return bytes(message) if deserialize is None else deserialize(message)
 
     async def _requests(self) -> AsyncIterator[Any]:
         while True:
@@ -222,7 +229,7 @@ class Stream:
                     )
                     return
                 raw = self.requests.pop()
-                request: Any = raw if method.deserialize is None else method.deserialize(raw)
+                request: Any = bytes(raw) if method.deserialize is None else method.deserialize(raw)
             else:
                 request = self._requests()
             result = method.behavior(request, ctx)
