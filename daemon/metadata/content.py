@@ -41,7 +41,7 @@ from daemon.metadata.remote import RemoteContent
 from daemon.metadata.store import BLOBS, Tx
 from daemon.metadata.store import INGESTS as INGESTS_TABLE
 from daemon.metadata.validation import apply_label_paths, q, validate_digest, validate_labels
-from services.content.store import ContentStore, Info, ReaderAt, Status, Writer
+from services.content.store import ContentStore, Data, Info, ReaderAt, Status, Writer
 
 log = logging.getLogger(__name__)
 
@@ -461,7 +461,7 @@ class NamespacedWriter:
         self._status = None
         return w
 
-    async def write(self, data: bytes) -> int:
+    async def write(self, data: Data) -> int:
         w = self._w
         if w is None:
             if not data:

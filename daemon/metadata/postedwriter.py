@@ -30,7 +30,7 @@ import logging
 from collections.abc import Callable, Mapping
 
 from api import errdefs
-from services.content.store import Status, Writer
+from services.content.store import Data, Status, Writer
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class PostedWriter:
             return f"sha256:{self._hasher.hexdigest()}"
         return self._inner.digest()
 
-    async def write(self, data: bytes) -> int:
+    async def write(self, data: Data) -> int:
         await self._settle()
         if not self._decided:
             await self.status()
@@ -100,7 +100,7 @@ class PostedWriter:
         self._pending = asyncio.ensure_future(self._post(data))
         return len(data)
 
-    async def _post(self, data: bytes) -> None:
+    async def _post(self, data: Data) -> None:
         n = await self._inner.write(data)
         if n != len(data):
             raise errdefs.DataLoss(f"ref {self.ref}: wrote {n} of {len(data)} bytes")

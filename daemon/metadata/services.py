@@ -14,7 +14,6 @@ import grpc
 from prometheus_client import CollectorRegistry
 
 from api.containerd.services.containers.v1 import containers_pb2_grpc
-from api.containerd.services.content.v1 import content_pb2_grpc
 from api.containerd.services.images.v1 import images_pb2_grpc
 from api.containerd.services.leases.v1 import leases_pb2_grpc
 from api.containerd.services.namespaces.v1 import namespace_pb2_grpc
@@ -32,6 +31,7 @@ from daemon.metadata.scheduler import GCScheduler, SchedulerConfig
 from daemon.metadata.servicers import containers, content, images, leases, namespaces, snapshots
 from daemon.metadata.snapshots import NamespacedSnapshotter
 from daemon.metadata.store import ClusterChanges, MetadataStore
+from services.content.servicer import add_to_server as add_content_servicer
 from services.content.store import ContentStore
 from services.snapshotter.snapshotter import Snapshotter
 
@@ -146,7 +146,7 @@ class MetadataServices:
             out.append(
                 Service(
                     content.SERVICE_NAME,
-                    lambda s: content_pb2_grpc.add_ContentServicer_to_server(ct, s),
+                    lambda s: add_content_servicer(ct, s),
                 )
             )
         return out

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from api import errdefs
-from services.content.store import Status
+from services.content.store import Data, Status
 from services.content.validation import CANONICAL, validate_labels
 
 
@@ -201,7 +201,7 @@ class LocalWriter:
     def digest(self) -> str:
         return f"{CANONICAL}:{self._hasher.hexdigest()}"
 
-    async def write(self, data: bytes) -> int:
+    async def write(self, data: Data) -> int:
         return await asyncio.to_thread(self._locked, self._write, data)
 
     async def truncate(self, size: int) -> None:
@@ -230,7 +230,7 @@ class LocalWriter:
             raise errdefs.FailedPrecondition("cannot write on closed writer")
         return self._fd
 
-    def _write(self, data: bytes) -> int:
+    def _write(self, data: Data) -> int:
         fd = self._open_fd()
         view = memoryview(data)
         done = 0

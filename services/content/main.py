@@ -15,10 +15,9 @@ import argparse
 import logging
 import sys
 
-from api.containerd.services.content.v1 import content_pb2_grpc
 from services.content.local import LocalContentStore
 from services.content.metrics import ContentMetrics
-from services.content.servicer import SERVICE_NAME, ContentServicer
+from services.content.servicer import SERVICE_NAME, ContentServicer, add_to_server
 from services.harness import cli
 from services.harness.server import PluginServer
 
@@ -34,9 +33,7 @@ def build_server(args: argparse.Namespace) -> PluginServer:
     store = LocalContentStore(args.root)
     metrics = ContentMetrics(server.registry, usage=store.usage, disk_space=store.disk_space)
     servicer = ContentServicer(store, metrics)
-    server.add_service(
-        SERVICE_NAME, lambda s: content_pb2_grpc.add_ContentServicer_to_server(servicer, s)
-    )
+    server.add_service(SERVICE_NAME, lambda s: add_to_server(servicer, s))
     return server
 
 

@@ -30,7 +30,8 @@ from services.content.convert import (
     info_to_proto,
     status_from_proto,
 )
-from services.content.store import READ_CHUNK, Info, Status
+from services.content.store import READ_CHUNK, Data, Info, Status
+from services.content.wire import encode_write, serialize_request
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,12 @@ class ProxyContentStore:
         name: str = "proxy content store",
     ) -> None:
         self._stub = content_pb2_grpc.ContentStub(channel)
+        # Write takes requests serialised already (wire.encode_write) as they are.
+        self._write = channel.stream_stream(
+            "/containerd.services.content.v1.Content/Write",
+            request_serializer=serialize_request,
+            response_deserializer=content_pb2.WriteContentResponse.FromString,
+        )
         ns_md = namespaces.outgoing(namespace) if namespace else ()
         self._md: Metadata = (*ns_md, *metadata)
         self._name = name
@@ -121,7 +128,7 @@ class ProxyContentStore:
         return [status_from_proto(s) for s in resp.statuses]
 
     async def writer(self, ref: str, total: int = 0, expected: str = "") -> ProxyWriter:
-        call = self._stub.Write(metadata=self._md)
+        call = self._write(metadata=self._md)
         writer = ProxyWriter(self, ref, call)
         try:
             resp = await writer._roundtrip(
@@ -197,7 +204,7 @@ class ProxyWriter:
         self._store = store
         self._ref = ref
         self._call: grpc.aio.StreamStreamCall[
-            content_pb2.WriteContentRequest, content_pb2.WriteContentResponse
+            content_pb2.WriteContentRequest | bytes, content_pb2.WriteContentResponse
         ] = call
         self._offset = 0
         self._digest = ""
@@ -221,7 +228,7 @@ class ProxyWriter:
     def digest(self) -> str:
         return self._digest
 
-    async def _send(self, req: content_pb2.WriteContentRequest) -> None:
+    async def _send(self, req: content_pb2.WriteContentRequest | bytes) -> None:
         if self._closed:
             raise errdefs.FailedPrecondition("writer is closed")
         try:
@@ -274,7 +281,7 @@ class ProxyWriter:
         return status
 
     async def _roundtrip(
-        self, req: content_pb2.WriteContentRequest
+        self, req: content_pb2.WriteContentRequest | bytes
     ) -> content_pb2.WriteContentResponse:
         await self._send(req)
         return await self._recv()
@@ -289,15 +296,13 @@ class ProxyWriter:
             updated_at=from_timestamp(resp.updated_at),
         )
 
-    async def write(self, data: bytes) -> int:
+    async def write(self, data: Data) -> int:
         start = self._offset
         if len(data) <= WRITE_CHUNK:
-            # One message: no copy of the data, no sender of its own.
+            # One message, laid out with one copy of the data; no sender of its own.
             if not data:
                 return 0
-            resp = await self._roundtrip(
-                content_pb2.WriteContentRequest(action=content_pb2.WRITE, offset=start, data=data)
-            )
+            resp = await self._roundtrip(encode_write(start, data))
         else:
             resp = await self._pipelined(start, data)
         written = resp.offset - start
@@ -306,7 +311,7 @@ class ProxyWriter:
             raise errdefs.DataLoss(f"short write: {written} of {len(data)} bytes")
         return written
 
-    async def _pipelined(self, start: int, data: bytes) -> content_pb2.WriteContentResponse:
+    async def _pipelined(self, start: int, data: Data) -> content_pb2.WriteContentResponse:
         """Send ``data`` in WRITE_CHUNK messages, all before their answers."""
         view = memoryview(data)
         chunks = [view[i : i + WRITE_CHUNK] for i in range(0, len(view), WRITE_CHUNK)]
@@ -314,11 +319,7 @@ class ProxyWriter:
         async def send_all() -> None:
             offset = start
             for chunk in chunks:
-                await self._send(
-                    content_pb2.WriteContentRequest(
-                        action=content_pb2.WRITE, offset=offset, data=bytes(chunk)
-                    )
-                )
+                await self._send(encode_write(offset, chunk))
                 offset += len(chunk)
 
         sender = asyncio.ensure_future(send_all())

@@ -38,6 +38,7 @@ from services.content.convert import info_from_proto, info_to_proto, status_to_p
 from services.content.metrics import ContentMetrics
 from services.content.store import READ_CHUNK, ContentStore, Writer
 from services.content.validation import split_digest, validate_labels
+from services.content.wire import WriteRequest, parse_write
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ SERVICE_NAME = "containerd.services.content.v1.Content"
 LIST_BATCH = 100
 
 Context = grpc.aio.ServicerContext[Any, Any]
+# A Write message: parsed whole, or by wire.parse_write (see add_to_server).
+WriteMessage = content_pb2.WriteContentRequest | WriteRequest
 STAT = content_pb2.STAT
 WRITE = content_pb2.WRITE
 COMMIT = content_pb2.COMMIT
@@ -136,7 +139,7 @@ class ContentServicer(content_pb2_grpc.ContentServicer):
         return empty_pb2.Empty()
 
     async def Write(
-        self, request_iterator: AsyncIterator[content_pb2.WriteContentRequest], context: Context
+        self, request_iterator: AsyncIterator[WriteMessage], context: Context
     ) -> AsyncIterator[content_pb2.WriteContentResponse]:
         requests = aiter(request_iterator)
         req = await anext(requests, None)
@@ -164,8 +167,8 @@ class ContentServicer(content_pb2_grpc.ContentServicer):
     async def _write_loop(
         self,
         writer: Writer,
-        req: content_pb2.WriteContentRequest,
-        requests: AsyncIterator[content_pb2.WriteContentRequest],
+        req: WriteMessage,
+        requests: AsyncIterator[WriteMessage],
         msg: content_pb2.WriteContentResponse,
     ) -> AsyncIterator[content_pb2.WriteContentResponse]:
         ref = writer.ref
@@ -231,3 +234,43 @@ class ContentServicer(content_pb2_grpc.ContentServicer):
         except errdefs.NotFound:
             return False
         return True
+
+
+def add_to_server(servicer: content_pb2_grpc.ContentServicer, server: Any) -> None:
+    """The generated ``add_ContentServicer_to_server``, but Write requests are
+    parsed by ``wire.parse_write``: their data reaches the writer as a view of
+    the message received, not as copies."""
+    wire = _WireWrites(server)
+    content_pb2_grpc.add_ContentServicer_to_server(servicer, wire)  # type: ignore[arg-type]
+    if not wire.registered:  # generated code of another shape: nothing would be served
+        raise RuntimeError("the generated Content registration passed no method handlers")
+
+
+class _WireWrites:
+    """The server as the generated registration sees it, with Write's request
+    deserializer replaced."""
+
+    def __init__(self, server: Any) -> None:
+        self._server = server
+        self.registered = False
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        pass  # made again from the same table below
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
+        write = handlers["Write"]
+        handlers = {
+            **handlers,
+            "Write": grpc.stream_stream_rpc_method_handler(
+                write.stream_stream,  # type: ignore[arg-type]
+                request_deserializer=parse_write,
+                response_serializer=write.response_serializer,
+            ),
+        }
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(service, handlers),)
+        )
+        self._server.add_registered_method_handlers(service, handlers)
+        self.registered = True

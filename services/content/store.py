@@ -25,6 +25,9 @@ from typing import Protocol, runtime_checkable
 
 READ_CHUNK = 1 << 20
 
+# What a writer is given: bytes, or a view of bytes received (services.content.wire).
+Data = bytes | memoryview
+
 
 @dataclass(frozen=True)
 class Info:
@@ -93,7 +96,7 @@ class Writer(Protocol):
         """Digest of the bytes written so far ("" when the writer cannot know yet)."""
         ...
 
-    async def write(self, data: bytes) -> int:
+    async def write(self, data: Data) -> int:
         """Append ``data`` at the current offset; returns the bytes written."""
         ...
 

@@ -32,7 +32,8 @@ class Undecodable:
 def tolerant(deserializer: Deserializer) -> Deserializer:
     """``deserializer``, answering an ``Undecodable`` where it would raise DecodeError."""
     owner = getattr(deserializer, "__self__", None)
-    descriptor: Descriptor | None = None
+    # A deserializer of our own (not a message's FromString) may name its message.
+    descriptor: Descriptor | None = getattr(deserializer, "descriptor", None)
     if isinstance(owner, type) and issubclass(owner, Message):
         descriptor = owner.DESCRIPTOR  # type: ignore[assignment]  # upb's is the same API
 
