@@ -21,7 +21,6 @@ import secrets
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -29,8 +28,8 @@ from dataclasses import dataclass, field
 
 from api.errdefs import NotFound
 from daemon import forkspawn
-from daemon.forkspawn import ForkedProcess
 from daemon.metrics import DaemonMetrics
+from services.harness import spawn
 from services.harness.server import AddressInUse, remove_stale_socket
 
 log = logging.getLogger(__name__)
@@ -59,7 +58,7 @@ class ChildSpec:
 class Child:
     spec: ChildSpec
     executable: str
-    process: asyncio.subprocess.Process | ForkedProcess | None = None
+    process: spawn.Process | None = None
     started_at: float = 0.0
     restarts: int = 0
     exits: int = 0
@@ -142,17 +141,21 @@ class Supervisor:
             # No preexec_fn: running Python between fork and exec in a process
             # with gRPC threads can crash the child; the trampoline sets the
             # parent-death signal after exec instead (and lets vfork be used).
-            child.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-S",
-                "-I",
-                "-c",
-                _TRAMPOLINE,
-                str(os.getpid()),
-                child.executable,
-                *child.spec.argv[1:],
+            # spawn, not the loop's subprocess_exec: on uvloop the plugin would
+            # keep descriptors of ours (services/harness/spawn.py).
+            child.process = spawn.start(
+                [
+                    sys.executable,
+                    "-S",
+                    "-I",
+                    "-c",
+                    _TRAMPOLINE,
+                    str(os.getpid()),
+                    child.executable,
+                    *child.spec.argv[1:],
+                ],
                 env=env,
-                stdin=subprocess.DEVNULL,
+                stdin=spawn.DEVNULL,
                 start_new_session=True,
             )
         child.started_at = time.monotonic()
