@@ -25,13 +25,15 @@ from collections.abc import Sequence
 
 from api.errdefs import FailedPrecondition
 from daemon import config as configuration
-from daemon import embedded
+from daemon import embedded, prefork
 from daemon.config import Config, Overrides
 from daemon.registry import RegistrationError, RequiredPluginError
-from daemon.server import Daemon, builtin_registrations, plugin_configs
 from services.harness import logs, loop, memory
 from services.harness.cli import report_errors
-from services.tasks.publish import publish_from_stdin
+
+# The daemon's own modules (daemon.server and what it loads) are imported
+# where they are used: the plugin processes are forked before that, and share
+# only what they need (daemon.prefork).
 
 PROG = "berthd"
 log = logging.getLogger(__name__)
@@ -145,6 +147,8 @@ def _config_command(args: argparse.Namespace) -> None:
             )
         )
         return
+    from daemon.server import builtin_registrations, plugin_configs
+
     cfg = load_config(args)
     sys.stdout.write(configuration.to_toml(cfg, plugin_configs(cfg, builtin_registrations())))
 
@@ -153,6 +157,7 @@ def _cluster_command(args: argparse.Namespace) -> None:
     from daemon.metadata import backends
     from daemon.metadata.etcd import clustercmd
     from daemon.metadata.plugin import METADATA_URI, MetadataConfig
+    from daemon.server import builtin_registrations, plugin_configs
 
     cfg = load_config(args)
     meta = plugin_configs(cfg, builtin_registrations()).get(METADATA_URI)
@@ -163,6 +168,8 @@ def _cluster_command(args: argparse.Namespace) -> None:
 
 
 async def _serve(cfg: Config) -> None:
+    from daemon.server import Daemon
+
     await Daemon(cfg).serve()
 
 
@@ -174,6 +181,8 @@ def _run(args: argparse.Namespace) -> None:
         _cluster_command(args)
         return
     if args.command == "publish":
+        from services.tasks.publish import publish_from_stdin
+
         address = args.address or os.path.join(configuration.DEFAULT_STATE, "berthd.sock")
         event = sys.stdin.buffer.read()
         loop.run(publish_from_stdin(address, args.topic, args.namespace, event))
@@ -181,6 +190,7 @@ def _run(args: argparse.Namespace) -> None:
     cfg = load_config(args)
     level = args.log_level or cfg.debug.level or "info"
     logs.configure(level, args.log_format or cfg.debug.format or "text", PROG)
+    prefork.park(cfg)
     loop.run(_serve(cfg))
 
 

@@ -12,8 +12,8 @@ the init starts it under the supervisor first.
 
 from __future__ import annotations
 
+import functools
 import logging
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -37,10 +37,16 @@ SUPPORTED_TYPES = frozenset(PROXY_TYPES.values())
 assert set(_BACKENDS) == SUPPORTED_TYPES, "every proxy type needs a typed backend"
 
 
-def _free_loopback_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _reported_metrics(
+    name: str, child: Child, exports: dict[str, str], targets: ScrapeTargets | None
+) -> None:
+    address = child.status.get("METRICS_ADDRESS", "")
+    if not address:
+        log.warning("proxy plugin %s: ready without telling its metrics address", name)
+        return
+    exports["metrics_address"] = address
+    if targets is not None:
+        targets.set(name, address)
 
 
 @dataclass(frozen=True)
@@ -85,14 +91,16 @@ def _make_init(name: str, p: ProxyPluginConfig) -> Init:
         metrics_enabled = options is not None and options.metrics_enabled
         metrics_address = p.metrics_address
         argv = list(p.command)
-        if metrics_address == METRICS_AUTO:
+        targets = ic.optional(ScrapeTargets)
+        auto = metrics_address == METRICS_AUTO
+        if auto:
             metrics_address = ""
-            if metrics_enabled:
-                metrics_address = f"127.0.0.1:{_free_loopback_port()}"
-                argv += ["--metrics-address", metrics_address]
+            if metrics_enabled and argv:
+                # Any free port, bound by the child itself: it reports the
+                # address it got when ready (and again after a restart).
+                argv += ["--metrics-address", "127.0.0.1:0"]
         if metrics_address:
             ic.meta.exports["metrics_address"] = metrics_address
-            targets = ic.optional(ScrapeTargets)
             if targets is not None:
                 targets.set(name, metrics_address)
         child: Child | None = None
@@ -104,6 +112,10 @@ def _make_init(name: str, p: ProxyPluginConfig) -> Init:
             )
             ic.meta.exports["command"] = " ".join(argv)
             log.info("proxy plugin %s: supervising pid %s", name, child.pid)
+            if auto and metrics_enabled:
+                child.on_ready.append(
+                    functools.partial(_reported_metrics, name, child, ic.meta.exports, targets)
+                )
         else:
             # Another entry's command may serve this socket: readiness waits for it.
             supervisor = ic.optional(Supervisor)

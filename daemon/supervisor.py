@@ -18,7 +18,6 @@ import contextlib
 import logging
 import os
 import secrets
-import shutil
 import signal
 import socket
 import sys
@@ -26,8 +25,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from api.errdefs import NotFound
 from daemon import forkspawn
+from daemon.forkspawn import find_executable
 from daemon.metrics import DaemonMetrics
 from services.harness import spawn
 from services.harness.server import AddressInUse, remove_stale_socket
@@ -69,27 +68,14 @@ class Child:
     # Set when the process reports READY=1 (cleared when it is started again).
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     on_ready: list[Callable[[], None]] = field(default_factory=list)
+    # What the child told in its notifications besides READY (e.g. METRICS_ADDRESS).
+    status: dict[str, str] = field(default_factory=dict)
     notify: socket.socket | None = None
 
     @property
     def pid(self) -> int | None:
         p = self.process
         return p.pid if p is not None and p.returncode is None else None
-
-
-def find_executable(name: str) -> str:
-    """``name`` on PATH, else beside the running interpreter (an unactivated venv)."""
-    if os.sep in name:
-        if not os.access(name, os.X_OK):
-            raise NotFound(f"{name}: executable not found")
-        return name
-    dirs = [os.environ.get("PATH", os.defpath), os.path.dirname(sys.executable)]
-    if sys.argv and sys.argv[0]:
-        dirs.append(os.path.dirname(os.path.abspath(sys.argv[0])))
-    found = shutil.which(name, path=os.pathsep.join(dirs))
-    if found is None:
-        raise NotFound(f"{name}: executable not found in $PATH")
-    return found
 
 
 def _remove_stale_socket(path: str) -> None:
@@ -132,9 +118,9 @@ class Supervisor:
         env["NOTIFY_SOCKET"] = self._listen(child)
         entry = forkspawn.entry_point(child.executable) if forkspawn.enabled() else None
         how = "started"
-        if entry is not None and forkspawn.single_threaded():
-            # One of our own plugins while nothing but this thread runs:
-            # fork, sharing what the daemon has imported (daemon.forkspawn).
+        if entry is not None and forkspawn.can_fork():
+            # One of our own plugins, and a child parked for it or nothing
+            # but this thread running: fork, sharing pages (daemon.forkspawn).
             child.process = forkspawn.fork(entry, child.spec.argv, env, child.executable)
             how = "forked"
         else:
@@ -190,7 +176,12 @@ class Supervisor:
             except OSError as e:
                 log.debug("plugin %s: notify socket: %s", child.spec.name, e)
                 return
-            if b"READY=1" in data.split(b"\n") and not child.ready.is_set():
+            lines = data.decode("utf-8", "replace").split("\n")
+            for line in lines:
+                key, sep, value = line.partition("=")
+                if sep and key != "READY":
+                    child.status[key] = value
+            if "READY=1" in lines and not child.ready.is_set():
                 child.ready.set()
                 log.debug("plugin %s reports ready", child.spec.name)
                 for fn in child.on_ready:
@@ -267,6 +258,7 @@ class Supervisor:
         """SIGTERM every child, SIGKILL after ``stop_timeout``, reap, remove sockets."""
         self._stopping = True
         self._wake.set()
+        forkspawn.release()  # children parked for plugins that never came
         live = [c for c in self._children.values() if c.pid is not None]
         for c in live:
             assert c.process is not None

@@ -7,6 +7,15 @@ backend snapshot.  Labels live per namespace in the metadata; only the
 ``containerd.io/snapshot/...`` labels and ``containerd.io/snapshot.ref`` are
 passed down to the backend.
 
+Stat is answered from the record: the kind of a key is fixed when this layer
+creates it (Prepare: active, View: view, Commit: committed under the new
+name, a remote snapshot it adopts: committed) and kept with it, and name,
+parent, labels and times are the namespace's own, as in containerd.  The
+backend is asked only for a record whose kind is unknown (0: written
+without one); Usage and Mounts always go to the backend.  Unlike
+containerd, a Stat therefore succeeds for a key whose backend snapshot was
+lost behind the metadata's back (Mounts and Usage still fail for it).
+
 Remote snapshots: a Prepare whose labels carry ``containerd.io/snapshot.ref``
 names the committed snapshot it is about to build.  A backend that already
 has it answers AlreadyExists; the wrapper then finds that snapshot (by the
@@ -74,6 +83,23 @@ def _overlay(backend: Info, local: records.Snapshot) -> Info:
     )
 
 
+_KNOWN_KINDS = frozenset({Kind.VIEW, Kind.ACTIVE, Kind.COMMITTED})
+
+
+def _recorded(local: records.Snapshot) -> Info | None:
+    """The Info the record alone gives, or None when its kind is unknown."""
+    if local.kind not in _KNOWN_KINDS:
+        return None
+    return Info(
+        name=local.key,
+        kind=Kind(local.kind),
+        parent=local.parent,
+        labels=dict(local.labels),
+        created=_dt(local.created_at),
+        updated=_dt(local.updated_at),
+    )
+
+
 def _missing(key: str) -> errdefs.NotFound:
     return errdefs.NotFound(f"snapshot {key} does not exist")
 
@@ -102,8 +128,11 @@ class NamespacedSnapshotter:
         return rec
 
     async def stat(self, ns: str, key: str) -> Info:
-        """Raises NotFound."""
+        """Raises NotFound (and, for a record of unknown kind, the backend's errors)."""
         rec = await self._record(ns, key)
+        info = _recorded(rec)
+        if info is not None:
+            return info
         return _overlay(await self.backend.stat(rec.backend_key), rec)
 
     async def update(self, ns: str, info: Info, *paths: str) -> Info:

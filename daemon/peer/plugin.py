@@ -10,28 +10,32 @@ here and are fetched on first read.  On a single-node backend (SQLite) it
 only serves.  Closed at shutdown before the metadata store: no new fetch
 starts, transfers under way are cancelled and their ingests aborted, the
 port closes.
+
+The server, client and etcd modules are imported when the plugin starts:
+most daemons run without it, and they would carry some 2 MB of modules
+(the etcd client and its protos among them) for nothing.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from daemon import registry
 from daemon.capabilities import Closeable
-from daemon.metadata.content import NamespacedContent
-from daemon.metadata.etcd.store import EtcdStore
 from daemon.metadata.services import MetadataServices
 from daemon.metrics import DaemonMetrics
-from daemon.peer.client import PeerClients
-from daemon.peer.etcdindex import EtcdClusterIndex
-from daemon.peer.fetch import PeerFetcher
-from daemon.peer.index import ClusterIndex
 from daemon.peer.metrics import PeerMetrics
-from daemon.peer.remote import PeerContent
-from daemon.peer.server import PeerServer
 from daemon.peer.settings import PeerConfig, PeerSettings, resolve
 from daemon.registry import InitContext, Registration, SkipPlugin
-from services.content.store import ContentStore
+
+if TYPE_CHECKING:
+    from daemon.metadata.content import NamespacedContent
+    from daemon.peer.client import PeerClients
+    from daemon.peer.fetch import PeerFetcher
+    from daemon.peer.index import ClusterIndex
+    from daemon.peer.server import PeerServer
+    from services.content.store import ContentStore
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,9 @@ PEER_ID = "peer"
 
 def cluster_index(md: MetadataServices) -> ClusterIndex | None:
     """The metadata store's cluster content index, when it keeps one (etcd)."""
+    from daemon.metadata.etcd.store import EtcdStore
+    from daemon.peer.etcdindex import EtcdClusterIndex
+
     store = md.db.store
     if isinstance(store, EtcdStore):
         return EtcdClusterIndex(store)
@@ -85,6 +92,11 @@ async def start(
 ) -> PeerPlugin:
     """Serve ``backend`` to peers and, with a cluster ``index``, publish the
     address and let ``content`` fetch what other nodes hold."""
+    from daemon.peer.client import PeerClients
+    from daemon.peer.fetch import PeerFetcher
+    from daemon.peer.remote import PeerContent
+    from daemon.peer.server import PeerServer
+
     server = PeerServer(backend, settings, metrics.served.inc if metrics is not None else None)
     address = await server.start()
     if metrics is not None:

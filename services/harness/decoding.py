@@ -40,7 +40,7 @@ def tolerant(deserializer: Deserializer) -> Deserializer:
         try:
             return deserializer(data)
         except DecodeError as e:
-            return Undecodable(explain(descriptor, data, e))
+            return Undecodable(explain(descriptor, bytes(data), e))
 
     return deserialize
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
+import functools
 import logging
 import time
 from typing import Any
@@ -33,15 +33,16 @@ ARENA_MAX = 2
 QUIET = 1.0
 
 
+@functools.cache
 def _libc() -> Any:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
+    # The C library is already loaded: dlopen(NULL) finds its symbols without
+    # ctypes.util.find_library, which runs ``ldconfig -p`` in a subprocess
+    # (in a forked plugin that alone copied 1.5 MB of the daemon's pages).
     try:
-        libc = ctypes.CDLL(name)
-        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+        libc = ctypes.CDLL(None)
     except OSError:
         return None
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
 
 
 def tune() -> None:

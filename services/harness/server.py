@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 
 from api.grpc.health.v1 import health_pb2_grpc
+from api.h2.server import Server
 
 # Re-exported: the socket helpers moved to api.sockets (grpc-free, shared with ttrpc).
 from api.sockets import AddressInUse as AddressInUse
@@ -59,6 +60,23 @@ class ServerConfig:
 Register = Callable[[grpc.aio.Server], None]
 
 
+def new_server(cfg: ServerConfig) -> Any:
+    """The gRPC server for ``cfg``'s socket: berthd's own (``api.h2``), or
+    grpc.aio's when ``BERTHD_GRPC_SERVER=grpcio`` asks for it."""
+    if os.environ.get("BERTHD_GRPC_SERVER", "") == "grpcio":
+        return grpc.aio.server(
+            options=[
+                ("grpc.max_send_message_length", cfg.max_send_message_size),
+                ("grpc.max_receive_message_length", cfg.max_recv_message_size),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+    return Server(
+        max_receive_message_length=cfg.max_recv_message_size,
+        max_send_message_length=cfg.max_send_message_size,
+    )
+
+
 class PluginServer:
     def __init__(self, name: str, config: ServerConfig) -> None:
         self.name = name
@@ -68,7 +86,7 @@ class PluginServer:
         self.health = HealthServicer()
         self.heap = HeapKeeper()
         self._registrations: list[tuple[str, Register]] = []
-        self._server: grpc.aio.Server | None = None
+        self._server: Any = None
         self._metrics: MetricsEndpoint | None = None
         self._stopped = asyncio.Event()
         self._force = asyncio.Event()
@@ -85,13 +103,7 @@ class PluginServer:
     async def start(self) -> None:
         cfg = self.config
         prepare_socket(cfg.address, cfg.dir_mode)
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_send_message_length", cfg.max_send_message_size),
-                ("grpc.max_receive_message_length", cfg.max_recv_message_size),
-                ("grpc.so_reuseport", 0),
-            ],
-        )
+        server = new_server(cfg)
         edge: Any = EdgeServer(server, self.grpc_metrics, self.heap.touch)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, edge)
         for service_name, register in self._registrations:
@@ -107,7 +119,12 @@ class PluginServer:
             self._metrics = MetricsEndpoint(self.registry, cfg.metrics_address)
             await self._metrics.start()
         log.info("%s serving on %s", self.name, cfg.address)
-        sd_notify("READY=1")
+        ready = "READY=1"
+        if self._metrics is not None:
+            # The address bound (port 0 asks for any): the supervisor learns it here.
+            host, port = self._metrics.bound
+            ready += f"\nMETRICS_ADDRESS={host}:{port}"
+        sd_notify(ready)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, give in-flight calls ``grace`` seconds, remove the socket.

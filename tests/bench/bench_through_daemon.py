@@ -2,6 +2,7 @@
 
     sudo .venv/bin/python tests/bench/bench_through_daemon.py [--rounds 3] [--calls 500]
         [--size-mib 256] [--scale 1000,10000] [--json out.json] [--only unary,ctr,...]
+        [--max-message-mib 16]
 
 Both daemons are started by the benchmark on temp dirs, in one run: berthd's
 embedded default (content, overlayfs snapshotter and differ as supervised
@@ -73,8 +74,8 @@ SPEC = any_pb2.Any(
     type_url="types.containerd.io/opencontainers/runtime-spec/1/Spec", value=b'{"ociVersion":"1"}'
 )
 CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", 16 * MiB),
-    ("grpc.max_receive_message_length", 16 * MiB),
+    ("grpc.max_send_message_length", 64 * MiB),
+    ("grpc.max_receive_message_length", 64 * MiB),
 ]
 
 # The issue's targets: the largest ratio berthd / containerd that is acceptable.
@@ -512,10 +513,16 @@ def fmt_row(name: str, row: dict[str, Any]) -> str:
 
 
 @contextlib.contextmanager
-def daemons(d: Path) -> Iterator[tuple[Target, Target]]:
+def daemons(d: Path, max_message_mib: int = 16) -> Iterator[tuple[Target, Target]]:
+    """Both daemons; ``max_message_mib`` raises both message limits (both
+    default to 16 MiB; a List of 100,000 images is some 20 MiB)."""
+    size = max_message_mib * MiB
+    b_toml = embedded_toml(d / "b", f"127.0.0.1:{free_port()}")
+    for key in ("max_recv_message_size", "max_send_message_size"):
+        b_toml = b_toml.replace(f"{key} = {16 * MiB}", f"{key} = {size}")
     with (
-        Berthd(d / "b", embedded_toml(d / "b", f"127.0.0.1:{free_port()}")) as b,
-        Containerd(d / "c") as cd,
+        Berthd(d / "b", b_toml) as b,
+        Containerd(d / "c", grpc_max_message=size) as cd,
     ):
         assert cd.proc is not None
         tb = Target("berthd", b.address, b.pid)
@@ -547,7 +554,7 @@ def run(args: argparse.Namespace) -> Results:
                 {k: statistics.median(v) for k, v in ups.items()},
                 absolute_target_s=0.5,
             )
-        with daemons(d) as (tb, tc):
+        with daemons(d, args.max_message_mib) as (tb, tc):
             targets = (tb, tc)
             time.sleep(2.0)  # let both settle (start-up GC, plugin dials)
             idle = {t.name: memory_mb(t.pid) for t in targets}
@@ -685,6 +692,12 @@ def main() -> int:
     p.add_argument("--list-n", type=int, default=2000)
     p.add_argument("--scale", default="1000,10000", help="object counts ('' to skip)")
     p.add_argument("--only", default="", help="startup,unary,list,ctr,import,scale")
+    p.add_argument(
+        "--max-message-mib",
+        type=int,
+        default=16,
+        help="both daemons' gRPC message limit (64 for --scale 100000: its Lists pass 16 MiB)",
+    )
     p.add_argument("--json", default="bench_through_daemon.json")
     args = p.parse_args()
     if os.geteuid() != 0:

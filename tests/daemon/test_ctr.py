@@ -8,6 +8,7 @@ and the differ as supervised children); every call crosses into a plugin process
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterator
 
@@ -135,6 +136,38 @@ def test_snapshots_reach_the_plugin(daemon: Berthd) -> None:
     assert daemon.ctr("snapshots", "ls").stdout.strip() == "KEY PARENT KIND"
     exists = daemon.ctr("snapshots", "info", "child-1", check=False)
     assert exists.returncode != 0 and "not found" in exists.stderr
+
+
+def test_snapshots_info_kinds(daemon: Berthd) -> None:
+    """Stat is answered from the daemon's metadata: the same kinds, parents and
+    labels as List (which asks the plugin) and as containerd's ctr shows them."""
+    ns = "stat-kinds"
+    daemon.ctr("snapshots", "prepare", "base", namespace=ns)
+    daemon.ctr("snapshots", "commit", "layer", "base", namespace=ns)
+    daemon.ctr("snapshots", "label", "layer", "role=layer", namespace=ns)
+    daemon.ctr("snapshots", "prepare", "work", "layer", namespace=ns)
+    daemon.ctr("snapshots", "view", "look", "layer", namespace=ns)
+    daemon.ctr("snapshots", "label", "work", "owner=test", namespace=ns)
+    info = {
+        k: json.loads(daemon.ctr("snapshots", "info", k, namespace=ns).stdout)
+        for k in ("layer", "work", "look")
+    }
+    assert info["layer"]["Kind"] == "Committed" and "Parent" not in info["layer"]
+    assert info["layer"]["Labels"]["role"] == "layer"
+    assert (info["work"]["Kind"], info["work"]["Parent"]) == ("Active", "layer")
+    assert info["work"]["Labels"]["owner"] == "test"
+    assert (info["look"]["Kind"], info["look"]["Parent"]) == ("View", "layer")
+    listed = {r[0]: r[1:] for r in rows(daemon.ctr("snapshots", "ls", namespace=ns).stdout)}
+    assert listed == {
+        "layer": ["Committed"],
+        "work": ["layer", "Active"],
+        "look": ["layer", "View"],
+    }
+    gone = daemon.ctr("snapshots", "info", "base", namespace=ns, check=False)
+    assert gone.returncode != 0
+    assert "snapshot base does not exist: not found" in gone.stderr
+    for key in ("look", "work", "layer"):
+        daemon.ctr("snapshots", "rm", key, namespace=ns)
 
 
 def test_unknown_snapshotter_is_invalid_argument(daemon: Berthd) -> None:

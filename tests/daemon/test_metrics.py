@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import urllib.parse
@@ -93,6 +94,18 @@ def test_daemon_and_plugin_families_on_one_page(daemon: tuple[Berthd, str]) -> N
     assert any(labels["plugin"] == "content" for labels, _ in s["berthd_content_blobs"])
     assert any(labels.get("plugin") == "content" for labels, _ in s["process_cpu_seconds_total"])
     assert any("plugin" not in labels for labels, _ in s["process_cpu_seconds_total"])
+
+
+def test_plugins_report_the_metrics_port_they_bound(daemon: tuple[Berthd, str]) -> None:
+    # "auto": each plugin binds any free port itself and reports it when ready;
+    # the daemon exports it and scrapes it there.
+    b, _ = daemon
+    detail = b.ctr("plugins", "ls", "-d").stdout
+    addresses = re.findall(r"metrics_address\s+(127\.0\.0\.1:\d+)", detail)
+    assert len(addresses) >= 3, detail  # content, overlayfs, walking
+    for address in addresses:
+        assert not address.endswith(":0")
+        assert "berthd_" in scrape(address)
 
 
 def test_promtool_accepts_the_page(daemon: tuple[Berthd, str]) -> None:

@@ -56,6 +56,7 @@ class Containerd:
         disabled_plugins: Sequence[str] = (),
         proxy_plugins: Mapping[str, Mapping[str, str]] | None = None,
         extra_toml: str = "",
+        grpc_max_message: int = 0,
     ) -> None:
         self.workdir = Path(workdir)
         self.root = self.workdir / "root"
@@ -70,6 +71,14 @@ class Containerd:
             f"disabled_plugins = {_toml_list([*QUIET_PLUGINS, *disabled_plugins])}",
             "[grpc]",
             f"  address = {_toml_str(self.address)}",
+            *(
+                [
+                    f"  max_recv_message_size = {grpc_max_message}",
+                    f"  max_send_message_size = {grpc_max_message}",
+                ]
+                if grpc_max_message
+                else []
+            ),
             "[ttrpc]",
             f"  address = {_toml_str(self.address + '.ttrpc')}",
             '[plugins."io.containerd.internal.v1.opt"]',
