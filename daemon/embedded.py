@@ -83,13 +83,16 @@ state = {state}
     address = {snap_sock}
 
   # The differ reads and writes blobs through the daemon, so a layer it
-  # writes is recorded in the request's namespace (and kept by GC); it
-  # mounts only what lies under the snapshotters' roots.
+  # writes is recorded in the request's namespace (and kept by GC); the
+  # bytes of a layer to apply, once the daemon has said the namespace has
+  # it, it reads from the content plugin directly.  It mounts only what
+  # lies under the snapshotters' roots.
   [proxy_plugins.walking]
     type = "diff"
     address = {diff_sock}
     command = ["berthd-diff", "--root", {diff_root}, "--address", {diff_sock}, \
-"--content-address", {address}, "--allowed-root", {overlay_root}, "--allowed-root", {native_root}]
+"--content-address", {address}, "--content-read-address", {content_sock}, \
+"--allowed-root", {overlay_root}, "--allowed-root", {native_root}]
     metrics_address = "auto"
 """
 

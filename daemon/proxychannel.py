@@ -10,7 +10,8 @@ channel is picked up), and each call is counted in the per-plugin metrics.
 
 Only the surface the stubs and proxy clients use is provided: calling a
 multicallable, awaiting unary results, iterating streams, and ``write`` /
-``read`` / ``done_writing`` / ``cancel`` on stream calls.
+``read`` / ``done_writing`` / ``cancel`` / ``code`` / ``details`` /
+``add_done_callback`` on stream calls.
 """
 
 from __future__ import annotations
@@ -233,6 +234,7 @@ class _LazyCall:
         self._start = time.perf_counter()
         self._finished = False
         self._cancelled = False
+        self._done_callbacks: list[Callable[[Any], None]] = []
 
     def _finish(self, exc: BaseException | None) -> None:
         if not self._finished:
@@ -250,7 +252,22 @@ class _LazyCall:
                 raise
             self._channel = channel
             self._call = self._open(channel)
+            for callback in self._done_callbacks:
+                self._call.add_done_callback(callback)
         return self._call
+
+    def add_done_callback(self, callback: Callable[[Any], None]) -> None:
+        """``callback(call)`` once the call has a status (the opened grpc call is passed)."""
+        if self._call is not None:
+            self._call.add_done_callback(callback)
+        else:
+            self._done_callbacks.append(callback)
+
+    async def code(self) -> grpc.StatusCode:
+        return await (await self._get()).code()  # type: ignore[no-any-return]
+
+    async def details(self) -> str:
+        return await (await self._get()).details()  # type: ignore[no-any-return]
 
     def _failed(self, e: BaseException) -> BaseException:
         """What a failure of the call is to the caller (a hung plugin's cut is Unavailable)."""

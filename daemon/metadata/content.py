@@ -35,6 +35,7 @@ from daemon.metadata import records
 from daemon.metadata.db import MetadataDB, ensure_namespace
 from daemon.metadata.leases import CONTENT, INGESTS, add_to_lease, remove_from_lease
 from daemon.metadata.locks import RWLock
+from daemon.metadata.postedwriter import PostedWriter
 from daemon.metadata.readahead import ReadAhead
 from daemon.metadata.remote import RemoteContent
 from daemon.metadata.store import BLOBS, Tx
@@ -85,6 +86,8 @@ class NamespacedContent:
         # Digests being fetched from other nodes: the collector keeps their
         # backend ingest and blob until they are recorded here.
         self._fetching: Counter[str] = Counter()
+        # Backend ingests being written here, by backend ref.
+        self._writing: dict[str, PostedWriter] = {}
         self.readahead = ReadAhead(backend)
 
     async def info(self, ns: str, digest: str) -> Info:
@@ -207,8 +210,26 @@ class NamespacedContent:
         ingest = await self.db.view(lambda tx: tx.get(INGESTS_TABLE, ns, ref))
         if ingest is None:
             raise errdefs.NotFound(f"reference {ref}")
-        st = await self.backend.status(ingest.backend_ref)
+        st = await self._backend_status(ingest.backend_ref)
         return dataclasses.replace(st, ref=ref)
+
+    async def _backend_status(self, bref: str) -> Status:
+        """The backend's status of ``bref``, once a write this daemon answered
+        already has reached it (as containerd's Status sees the bytes of
+        every answered write)."""
+        writing = self._writing.get(bref)
+        if writing is not None:
+            await writing.settled()
+        return await self.backend.status(bref)
+
+    def _posted(self, bref: str, inner: Writer) -> PostedWriter:
+        def finished() -> None:
+            if self._writing.get(bref) is w:
+                del self._writing[bref]
+
+        w = PostedWriter(inner, finished)
+        self._writing[bref] = w
+        return w
 
     async def list_statuses(self, ns: str, exprs: Sequence[str] = ()) -> builtins.list[Status]:
         """Raises InvalidArgument for a filter that does not parse."""
@@ -217,7 +238,7 @@ class NamespacedContent:
         out = []
         for ingest in ingests:
             try:
-                st = await self.backend.status(ingest.backend_ref)
+                st = await self._backend_status(ingest.backend_ref)
             except errdefs.NotFound:
                 continue
             out.append(dataclasses.replace(st, ref=ingest.ref))
@@ -265,17 +286,13 @@ class NamespacedContent:
                     add_to_lease(tx, ns, lease, CONTENT, expected)
                     return True
 
-                if await self.db.update(hold) or await self._remote_has(ns, expected, lease):
+                # Looked up first (no write transaction, no thread hop): the
+                # blob is usually new.
+                present = await self.db.view(lambda tx: tx.get(BLOBS, ns, expected) is not None)
+                if (present and await self.db.update(hold)) or await self._remote_has(
+                    ns, expected, lease
+                ):
                     raise errdefs.AlreadyExists(f"content {expected}")
-            shared = False
-            if expected and self.shared:
-                try:
-                    binfo = await self.backend.info(expected)
-                except errdefs.NotFound:
-                    pass
-                else:
-                    if total in (0, binfo.size):
-                        shared, total = True, binfo.size
 
             def begin(tx: Tx) -> tuple[records.Ingest, bool]:
                 ensure_namespace(tx, ns)
@@ -287,7 +304,6 @@ class NamespacedContent:
                     ns,
                     ref,
                     bref,
-                    expected=expected if shared else "",
                     total=total,
                     expire_at=0 if lease else now + INGEST_EXPIRY_NS,
                     started_at=current.started_at if current else now,
@@ -297,16 +313,48 @@ class NamespacedContent:
 
             ingest, created = await self.db.update(begin)
             backend_writer: Writer | None = None
-            if not shared:
+            try:
+                # Not the expected digest: the caller must prove the bytes
+                # before the blob shows in this namespace.  Naming it to the
+                # backend only asks whether it holds the blob already (it
+                # answers AlreadyExists), without a round trip of its own.
+                probe = expected if self.shared else ""
                 try:
-                    # Not the expected digest: the caller must prove the
-                    # bytes before the blob shows in this namespace.
-                    backend_writer = await self.backend.writer(ingest.backend_ref, total)
-                except BaseException:
-                    if created:
-                        await self.db.update(lambda tx: _drop_ingest(tx, ns, ref, lease))
-                    raise
+                    backend_writer = self._posted(
+                        ingest.backend_ref,
+                        await self.backend.writer(ingest.backend_ref, total, probe),
+                    )
+                except errdefs.AlreadyExists:
+                    if not probe:
+                        raise
+                    ingest = await self._share(ingest, expected, total)
+                    if not ingest.expected:
+                        backend_writer = self._posted(
+                            ingest.backend_ref, await self.backend.writer(ingest.backend_ref, total)
+                        )
+            except BaseException:
+                if created:
+                    await self.db.update(lambda tx: _drop_ingest(tx, ns, ref, lease))
+                raise
         return NamespacedWriter(self, ingest, lease, backend_writer)
+
+    async def _share(self, ingest: records.Ingest, expected: str, total: int) -> records.Ingest:
+        """The ingest, made shared when the backend holds ``expected`` with
+        ``total`` bytes (or any, when ``total`` is 0): another namespace
+        committed these bytes, so writing them costs nothing ("shared" policy)."""
+        try:
+            binfo = await self.backend.info(expected)
+        except errdefs.NotFound:
+            return ingest  # removed meanwhile: write it after all
+        if total not in (0, binfo.size):
+            return ingest
+        shared = dataclasses.replace(ingest, expected=expected, total=binfo.size)
+
+        def record(tx: Tx) -> None:
+            tx.put(INGESTS_TABLE, shared)
+
+        await self.db.update(record)
+        return shared
 
     async def _remote_has(self, ns: str, digest: str, lease: str) -> bool:
         """Another node holds ``digest`` in ``ns`` (then ``lease`` holds it here too)."""
@@ -399,7 +447,8 @@ class NamespacedWriter:
         """Turn a shared ingest into a real one, copying ``size`` bytes of the
         expected blob (the caller is rewriting it)."""
         backend = self._content.backend
-        w = await backend.writer(self._ingest.backend_ref, self._ingest.total)
+        bref = self._ingest.backend_ref
+        w: Writer = self._content._posted(bref, await backend.writer(bref, self._ingest.total))
         try:
             if size > 0:
                 async with await backend.reader(self._ingest.expected) as ra:

@@ -11,6 +11,7 @@ those backends.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import TypeVar
@@ -25,6 +26,10 @@ T = TypeVar("T")
 MutationCallback = Callable[[bool], None]
 
 
+# Store sequence numbers taken at a time by ``MetadataDB.sequence``.
+SEQUENCE_BLOCK = 64
+
+
 class MetadataDB:
     def __init__(self, store: MetadataStore) -> None:
         self.store = store
@@ -32,6 +37,20 @@ class MetadataDB:
         self.dirty_content = False
         self.dirty_snapshotters: set[str] = set()
         self._callbacks: list[MutationCallback] = []
+        self._sequence = self._sequence_end = 0
+        self._sequence_lock = asyncio.Lock()
+
+    async def sequence(self) -> int:
+        """A number the store never gave out before, without a write transaction
+        of its own most of the time: numbers are taken from the store
+        ``SEQUENCE_BLOCK`` at a time (those unused at exit are skipped, as
+        numbers only have to be new)."""
+        async with self._sequence_lock:
+            if self._sequence >= self._sequence_end:
+                first = await self.store.update(lambda tx: tx.next_sequence(SEQUENCE_BLOCK))
+                self._sequence, self._sequence_end = first, first + SEQUENCE_BLOCK
+            self._sequence += 1
+            return self._sequence - 1
 
     def register_mutation_callback(self, fn: MutationCallback) -> None:
         """``fn(dirty)`` is called after every committed update."""

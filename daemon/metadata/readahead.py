@@ -25,12 +25,15 @@ from types import TracebackType
 
 from api import errdefs
 from services.content.store import READ_CHUNK, ContentStore, ReaderAt
+from services.harness import memory
 
 log = logging.getLogger(__name__)
 
 WINDOW = 4 << 20
 MAX_WINDOWS = 6
-IDLE = 2.0  # seconds without a read before the windows are dropped
+# Seconds without a read before the windows are dropped: less than the heap
+# keeper's quiet time, so that its trim after a burst gives their pages back.
+IDLE = memory.QUIET / 2
 
 _Key = tuple[str, int]  # digest, window index
 

@@ -211,7 +211,7 @@ class NamespacedSnapshotter:
         target = labels.get(LABEL_SNAPSHOT_REF, "")
         name = self.name
 
-        def reserve(tx: Tx) -> tuple[str, str]:
+        def check(tx: Tx) -> str:
             if target and tx.get(SNAPSHOTS, ns, name, target) is not None:
                 raise errdefs.AlreadyExists(f"target snapshot {q(target)}")
             if tx.get(SNAPSHOTS, ns, name, key) is not None:
@@ -222,10 +222,13 @@ class NamespacedSnapshotter:
                 if prec is None:
                     raise errdefs.NotFound(f"parent snapshot {parent} does not exist")
                 bparent = prec.backend_key
-            return bparent, f"{ns}/{tx.next_sequence()}/{key}"
+            return bparent
 
         async with self.lock.shared():
-            bparent, bkey = await self.db.update(reserve)
+            # A read: ``record`` below checks again, in the one write
+            # transaction, before anything is recorded.
+            bparent = await self.db.view(check)
+            bkey = f"{ns}/{await self.db.sequence()}/{key}"
             now = records.now_ns()
             rec = records.Snapshot(ns, name, key, bkey, parent, int(kind), dict(labels), now, now)
             created = ""
@@ -324,7 +327,7 @@ class NamespacedSnapshotter:
         validate_labels(labels, "info.Labels")
         sn = self.name
 
-        def check(tx: Tx) -> tuple[records.Snapshot, str]:
+        def check(tx: Tx) -> records.Snapshot:
             if tx.get(SNAPSHOTS, ns, sn, name) is not None:
                 raise errdefs.AlreadyExists(f"snapshot {q(name)}")
             active = tx.get(SNAPSHOTS, ns, sn, key)
@@ -332,10 +335,13 @@ class NamespacedSnapshotter:
                 raise _missing(key)
             if active.parent and tx.get(SNAPSHOTS, ns, sn, active.parent) is None:
                 raise errdefs.NotFound(f"parent snapshot {active.parent} does not exist")
-            return active, f"{ns}/{tx.next_sequence()}/{name}"
+            return active
 
         async with self.lock.shared(), self._mutate:
-            active, bname = await self.db.update(check)
+            # A read: commits and creations are serialised by _mutate, so
+            # nothing recorded here can change before ``record`` below.
+            active = await self.db.view(check)
+            bname = f"{ns}/{await self.db.sequence()}/{name}"
             try:
                 await self.backend.commit(bname, active.backend_key, inherited(labels))
             except errdefs.NotFound as e:

@@ -107,14 +107,15 @@ class SqliteTx:
         cur = self._conn.execute(f"DELETE FROM {table.name}{_where(table, len(prefix))}", prefix)
         return int(cur.rowcount)
 
-    def next_sequence(self) -> int:
+    def next_sequence(self, count: int = 1) -> int:
         self._check_writable()
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'sequence'").fetchone()
-        value = (int(row[0]) if row else 0) + 1
+        first = (int(row[0]) if row else 0) + 1
         self._conn.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('sequence', ?)", (str(value),)
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('sequence', ?)",
+            (str(first + count - 1),),
         )
-        return value
+        return first
 
 
 class SqliteStore:

@@ -105,8 +105,9 @@ class Tx(Protocol):
         """
         ...
 
-    def next_sequence(self) -> int:
-        """A number never returned before by this store (it only grows).
+    def next_sequence(self, count: int = 1) -> int:
+        """The first of ``count`` consecutive numbers never returned before by
+        this store (it only grows).
 
         Raises InvalidArgument in a read-only transaction.
         """

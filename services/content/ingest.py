@@ -96,8 +96,9 @@ def disk_full_is_exhausted(what: str) -> Iterator[None]:
         raise errdefs.ResourceExhausted(f"{what}: {_FULL[e.errno or 0]}") from None
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` by a synced temp file, so a reader sees old or new, never half."""
+def write_atomic(path: Path, data: bytes, *, sync: bool = True) -> None:
+    """Replace ``path`` by a temp file, so a reader sees old or new, never half;
+    synced first unless ``sync`` is False (then a crash may leave it empty)."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
@@ -105,7 +106,8 @@ def write_atomic(path: Path, data: bytes) -> None:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)

@@ -333,14 +333,14 @@ class LocalContentStore:
         target = self.blob_path(expected) if expected else None
         await self._lock(ref)
         try:
-            if target is not None and await asyncio.to_thread(target.exists):
-                raise errdefs.AlreadyExists(f"content {expected}")
-            return await asyncio.to_thread(self._open_ingest, ref, total)
+            return await asyncio.to_thread(self._open_ingest, ref, total, target)
         except BaseException:
             self._unlock(ref)
             raise
 
-    def _open_ingest(self, ref: str, total: int) -> LocalWriter:
+    def _open_ingest(self, ref: str, total: int, target: Path | None) -> LocalWriter:
+        if target is not None and target.exists():
+            raise errdefs.AlreadyExists(f"content {target.parent.name}:{target.name}")
         with disk_full_is_exhausted(f"ingest ref {ref}"):
             return self._open_ingest_files(ref, total)
 
@@ -369,11 +369,14 @@ class LocalContentStore:
                 release=lambda: self._unlock(ref),
             )
         now = time.time_ns()
-        write_atomic(path / "ref", ref.encode())
+        # Synced as containerd syncs them: the times, not the ref and total.
+        # A crash that leaves either torn makes the next writer start over
+        # (see _resume), which is all an unsynced ingest could offer anyway.
+        write_atomic(path / "ref", ref.encode(), sync=False)
         write_atomic(path / "startedat", format_time(now).encode())
         write_atomic(path / "updatedat", format_time(now).encode())
         if total > 0:
-            write_atomic(path / "total", str(total).encode())
+            write_atomic(path / "total", str(total).encode(), sync=False)
         else:
             with contextlib.suppress(FileNotFoundError):
                 (path / "total").unlink()

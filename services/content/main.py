@@ -12,8 +12,6 @@ containerd (or berthd) uses it with::
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import logging
 import sys
 
@@ -29,32 +27,6 @@ log = logging.getLogger(__name__)
 PROG = "berthd-content"
 DEFAULT_ADDRESS = "/run/berthd/content.sock"
 DEFAULT_ROOT = "/var/lib/berthd/content"
-
-
-# glibc mallopt parameters
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-
-
-def tune_allocator() -> None:
-    """Keep 1-16 MiB message buffers on the heap between messages.
-
-    With glibc's defaults every 1 MiB buffer of a Read or Write stream is a
-    fresh mmap (or heap top that is trimmed right after), so each message
-    pays for page faults: measured, this doubled the CPU a 1 GiB read costs.
-    A fixed 32 MiB mmap threshold (above the 16 MiB message limit) and a
-    64 MiB trim threshold let freed buffers be reused instead.
-    """
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return  # not glibc
-    if not (mallopt(_M_MMAP_THRESHOLD, 32 << 20) and mallopt(_M_TRIM_THRESHOLD, 64 << 20)):
-        log.debug("mallopt refused the buffer tuning")
 
 
 def build_server(args: argparse.Namespace) -> PluginServer:
@@ -84,7 +56,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    tune_allocator()
     return cli.run(PROG, parser(), _main, argv)
 
 

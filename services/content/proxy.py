@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import grpc
 from google.protobuf import field_mask_pb2
@@ -37,7 +37,17 @@ log = logging.getLogger(__name__)
 # Data per Write message; 16 MiB is the message limit on every channel.
 WRITE_CHUNK = 1 << 20
 
+# grpc-aio gives a call whose message could not be sent (the server had
+# already ended the stream, say on a full disk) the status INTERNAL "Internal
+# error from Core", whether or not the server's own status came first: that
+# one is overwritten, or overwrites grpc's a moment later.  So a writer keeps
+# the first status its call takes and, when that is grpc's, waits (at most
+# STATUS_WAIT seconds) for the server's.
+_CORE_INTERNAL = "Internal error from Core"
+STATUS_WAIT = 5.0
+
 Metadata = tuple[tuple[str, str], ...]
+T = TypeVar("T")
 
 
 class ProxyContentStore:
@@ -192,6 +202,13 @@ class ProxyWriter:
         self._offset = 0
         self._digest = ""
         self._closed = False
+        # The first status the call took (see _CORE_INTERNAL).
+        self._first_status: tuple[grpc.StatusCode, str] | None = None
+        call.add_done_callback(self._on_status)
+
+    def _on_status(self, call: Any) -> None:
+        if self._first_status is None:
+            self._first_status = _status_now(call)
 
     @property
     def ref(self) -> str:
@@ -213,11 +230,18 @@ class ProxyWriter:
             # The server already ended the stream: its status is the error.
             await self._raise_status()
         except grpc.RpcError as e:
+            if _masked(e):
+                await self._raise_status()
             raise errgrpc.from_rpc_error(e) from None
 
     async def _recv(self) -> content_pb2.WriteContentResponse:
         with self._store._translate():
-            resp = await self._call.read()
+            try:
+                resp = await self._call.read()
+            except grpc.RpcError as e:
+                if not _masked(e):
+                    raise
+                resp = grpc.aio.EOF  # the server's status follows
         if resp is grpc.aio.EOF:
             await self._raise_status()
         assert isinstance(resp, content_pb2.WriteContentResponse)
@@ -226,11 +250,28 @@ class ProxyWriter:
         return resp
 
     async def _raise_status(self) -> None:
-        code = await self._call.code()
-        details = await self._call.details()
+        code, details = await self._server_status()
         if code == grpc.StatusCode.OK:
             raise errdefs.Unknown("write stream ended early")
-        raise errgrpc.from_status(code, details or "")
+        raise errgrpc.from_status(code, details)
+
+    async def _server_status(self) -> tuple[grpc.StatusCode, str]:
+        """The call's final status: the server's, when grpc-core's own
+        (``_CORE_INTERNAL``) is in its place."""
+        status = (await self._call.code(), await self._call.details() or "")
+        if not _is_core_internal(*status):
+            return status
+        if self._first_status is not None and not _is_core_internal(*self._first_status):
+            return self._first_status
+        # grpc's came first: the server's replaces it when it arrives.
+        try:
+            async with asyncio.timeout(STATUS_WAIT):
+                while _is_core_internal(*status):
+                    await asyncio.sleep(0.005)
+                    status = (await self._call.code(), await self._call.details() or "")
+        except TimeoutError:
+            log.debug("ref %s: no status from the server after grpc-core's own", self._ref)
+        return status
 
     async def _roundtrip(
         self, req: content_pb2.WriteContentRequest
@@ -250,6 +291,23 @@ class ProxyWriter:
 
     async def write(self, data: bytes) -> int:
         start = self._offset
+        if len(data) <= WRITE_CHUNK:
+            # One message: no copy of the data, no sender of its own.
+            if not data:
+                return 0
+            resp = await self._roundtrip(
+                content_pb2.WriteContentRequest(action=content_pb2.WRITE, offset=start, data=data)
+            )
+        else:
+            resp = await self._pipelined(start, data)
+        written = resp.offset - start
+        self._offset = resp.offset
+        if written < len(data):
+            raise errdefs.DataLoss(f"short write: {written} of {len(data)} bytes")
+        return written
+
+    async def _pipelined(self, start: int, data: bytes) -> content_pb2.WriteContentResponse:
+        """Send ``data`` in WRITE_CHUNK messages, all before their answers."""
         view = memoryview(data)
         chunks = [view[i : i + WRITE_CHUNK] for i in range(0, len(view), WRITE_CHUNK)]
 
@@ -265,7 +323,6 @@ class ProxyWriter:
 
         sender = asyncio.ensure_future(send_all())
         try:
-            resp = None
             for _ in chunks:
                 resp = await self._recv()
             await sender
@@ -275,13 +332,7 @@ class ProxyWriter:
             # The first error (usually the answer's) is the one that counts.
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await sender
-        if resp is None:
-            return 0
-        written = resp.offset - start
-        self._offset = resp.offset
-        if written < len(data):
-            raise errdefs.DataLoss(f"short write: {written} of {len(data)} bytes")
-        return written
+        return resp
 
     async def truncate(self, size: int) -> None:
         # As containerd's client: takes effect with the next WRITE or COMMIT,
@@ -326,6 +377,38 @@ class ProxyWriter:
             log.debug("ref %s: write stream ended with %s", self._ref, e)
         finally:
             self._call.cancel()
+
+
+def _is_core_internal(code: grpc.StatusCode | None, details: str | None) -> bool:
+    return code == grpc.StatusCode.INTERNAL and details == _CORE_INTERNAL
+
+
+def _masked(e: grpc.RpcError) -> bool:
+    """``e`` is grpc-core's own INTERNAL for a message it could not send."""
+    code = e.code() if hasattr(e, "code") else None
+    details = e.details() if hasattr(e, "details") else None
+    return _is_core_internal(code, details)
+
+
+def _status_now(call: Any) -> tuple[grpc.StatusCode, str] | None:
+    """A finished call's status, read at once (from a done callback, before
+    anything can replace it); None when it cannot be had without waiting."""
+    code = _result_now(call.code())
+    details = _result_now(call.details())
+    if code is None:
+        return None
+    return code, details or ""
+
+
+def _result_now(coro: Coroutine[Any, Any, T]) -> T | None:
+    """The result of ``coro`` if it finishes without suspending (grpc-aio's
+    status getters do once the call is done); None otherwise."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return cast(T, stop.value)
+    coro.close()
+    return None
 
 
 if TYPE_CHECKING:

@@ -4,7 +4,9 @@
 
 It reads layer blobs from, and writes computed layers to, the Content API at
 ``--content-address`` (the daemon's socket or a content plugin's), in the
-namespace and under the lease of each request.  It mounts only what lies
+namespace and under the lease of each request; with ``--content-read-address``
+(the content plugin behind the daemon) it reads the bytes of layers to apply
+there, once the daemon has confirmed the request's namespace holds them.  It mounts only what lies
 under an ``--allowed-root`` (the snapshotters' roots).  Temporary mounts live under
 ``<root>/tmpmounts``; what a crashed run left there is unmounted at start.
 """
@@ -44,7 +46,7 @@ DEFAULT_ALLOWED_ROOTS = (
 def build_server(args: argparse.Namespace) -> PluginServer:
     server = PluginServer(PROG, cli.server_config(args))
     metrics = DiffMetrics(server.registry)
-    connection = ContentConnection(args.content_address)
+    connection = ContentConnection(args.content_address, args.content_read_address)
     mounter = Mounter(args.root)
     mounter.prepare()
     gzip = GzipDecoder.choose(args.gzip_decoder)
@@ -78,6 +80,13 @@ def parser() -> argparse.ArgumentParser:
         "--content-address",
         default=DEFAULT_CONTENT_ADDRESS,
         help="unix socket of the Content API to read and write blobs through",
+    )
+    p.add_argument(
+        "--content-read-address",
+        default=None,
+        metavar="SOCK",
+        help="unix socket of the content plugin holding --content-address's blobs: layers to"
+        " apply are read there directly (--content-address still decides what a request sees)",
     )
     p.add_argument("--root", default=DEFAULT_ROOT, help="directory for temporary mounts")
     p.add_argument(

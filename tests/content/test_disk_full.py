@@ -95,3 +95,29 @@ async def test_plugin_says_the_disk_is_full_and_exports_free_space() -> None:
                 assert await w.commit(len(data), dgst) == dgst
                 assert (await store.info(dgst)).size == len(data)
         assert "Traceback" not in plugin.output()
+
+
+async def test_pipelined_write_on_a_full_disk_says_so() -> None:
+    """Several messages in flight when the plugin ends the stream: the error is
+    the plugin's (ResourceExhausted naming the disk), never grpc-core's
+    "Internal error from Core" for a send that found the stream closed."""
+    with short_tmpdir("bdp") as d, tiny_tmpfs(d / "root", "1m"):
+        with running_plugin(d) as plugin:
+            async with grpc.aio.insecure_channel(
+                f"unix://{plugin.address}", options=CHANNEL_OPTIONS
+            ) as ch:
+                store = ProxyContentStore(ch)
+                data, _ = blob(8 * MiB)
+                # The send that meets the closed stream races the status;
+                # several rounds make the race come up.
+                for attempt in range(10):
+                    ref = f"full-{attempt}"
+                    w = await store.writer(ref, total=len(data))
+                    with pytest.raises(
+                        errdefs.ResourceExhausted,
+                        match=f"ingest ref {ref}: no space left on device",
+                    ):
+                        await w.write(data)  # 8 chunks of 1 MiB, pipelined
+                    await w.close()
+                    await store.abort(ref)
+        assert "Traceback" not in plugin.output()

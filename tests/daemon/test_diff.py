@@ -16,7 +16,16 @@ from api.containerd.services.content.v1 import content_pb2, content_pb2_grpc
 from api.containerd.services.diff.v1 import diff_pb2, diff_pb2_grpc
 from api.containerd.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
 from api.containerd.types import descriptor_pb2, mount_pb2
-from tests.support import PYTHON, Proc, need_binary, need_root, short_tmpdir, wait_for_socket
+from tests.daemon.test_metrics import samples, scrape
+from tests.support import (
+    PYTHON,
+    Proc,
+    free_port,
+    need_binary,
+    need_root,
+    short_tmpdir,
+    wait_for_socket,
+)
 from tests.support.berthd import Berthd, embedded_toml, need_plugin
 from tests.support.containerd import ctr_bytes
 
@@ -218,3 +227,99 @@ def test_real_differ_applies_and_diffs_through_the_daemon(workdir: Path) -> None
         with tarfile.open(fileobj=io.BytesIO(produced)) as tar:
             member = tar.extractfile("hello.txt")
             assert member is not None and member.read() == b"hello layer\n"
+
+
+def _reads(metrics: str) -> tuple[float, float]:
+    """Content Read calls answered by the daemon itself, and by the content plugin."""
+    daemon = plugin = 0.0
+    for labels, value in samples(scrape(metrics))["grpc_server_handled_total"]:
+        if labels["grpc_method"] == "Read" and labels["grpc_service"].endswith("Content"):
+            if "plugin" not in labels:
+                daemon += value
+            elif labels["plugin"] == "content":
+                plugin += value
+    return daemon, plugin
+
+
+@pytest.mark.root
+@pytest.mark.overlay
+@pytest.mark.containerd
+def test_apply_reads_the_layer_from_the_content_plugin_within_the_namespace(
+    workdir: Path,
+) -> None:
+    """The embedded differ reads a layer's bytes from the content plugin, not
+    through the daemon, but only a layer the caller's namespace has."""
+    need_root()
+    need_binary("ctr")
+    for m in ("services.content.main", "services.snapshotter.main", "services.diff.main"):
+        need_plugin(m)
+    d = workdir
+    metrics = f"127.0.0.1:{free_port()}"
+    with Berthd(d, embedded_toml(d, metrics)) as b:
+        blob = layer({"direct.txt": b"read from the plugin\n"})
+        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+        b.ctr("leases", "create", "--id", "keep")
+        with b.channel() as ch:
+            written = content_pb2_grpc.ContentStub(ch).Write(
+                iter(
+                    [
+                        content_pb2.WriteContentRequest(
+                            action=content_pb2.WriteAction.COMMIT,
+                            ref="layer-d",
+                            total=len(blob),
+                            expected=digest,
+                            data=blob,
+                        )
+                    ]
+                ),
+                metadata=(*DEFAULT_NS, ("containerd-lease", "keep")),
+            )
+            assert [r.digest for r in written][-1] == digest
+            snaps = snapshots_pb2_grpc.SnapshotsStub(ch)
+            differ = diff_pb2_grpc.DiffStub(ch)
+            desc = descriptor_pb2.Descriptor(
+                media_type="application/vnd.oci.image.layer.v1.tar+gzip",
+                digest=digest,
+                size=len(blob),
+            )
+
+            def apply_in(ns: str, key: str) -> diff_pb2.ApplyResponse:
+                md = (("containerd-namespace", ns),)
+                mounts = snaps.Prepare(
+                    snapshots_pb2.PrepareSnapshotRequest(
+                        snapshotter="overlayfs",
+                        key=key,
+                        labels={"containerd.io/gc.root": "test"},  # kept by the GC
+                    ),
+                    metadata=md,
+                ).mounts
+                return differ.Apply(
+                    diff_pb2.ApplyRequest(diff=desc, mounts=list(mounts)), metadata=md, timeout=60
+                )
+
+            # The plugin holds the bytes, but namespace "other" has no such blob.
+            with pytest.raises(grpc.RpcError) as err:
+                apply_in("other", "unpack-other")
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND
+            assert digest in (err.value.details() or "")
+            before = _reads(metrics)
+            applied = apply_in("default", "unpack-d").applied
+            after = _reads(metrics)
+        assert applied.media_type == "application/vnd.oci.image.layer.v1.tar"
+        assert after[0] == before[0], "the daemon relayed the layer's bytes"
+        assert after[1] > before[1], "the content plugin served no Read"
+        # A first layer's snapshot is a bind mount of its directory.
+        mount = mounts_of(b, "unpack-d")[0]
+        assert mount.type == "bind"
+        assert (Path(mount.source) / "direct.txt").read_bytes() == b"read from the plugin\n"
+
+
+def mounts_of(b: Berthd, key: str) -> list[mount_pb2.Mount]:
+    with b.channel() as ch:
+        return list(
+            snapshots_pb2_grpc.SnapshotsStub(ch)
+            .Mounts(
+                snapshots_pb2.MountsRequest(snapshotter="overlayfs", key=key), metadata=DEFAULT_NS
+            )
+            .mounts
+        )

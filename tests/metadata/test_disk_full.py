@@ -10,6 +10,8 @@ import os
 import grpc
 import pytest
 
+from api import errdefs
+from api.containerd.services.content.v1 import content_pb2, content_pb2_grpc
 from services.content.proxy import ProxyContentStore
 from services.harness.server import CHANNEL_OPTIONS
 from tests.content.tinyfs import tiny_tmpfs
@@ -20,6 +22,7 @@ from tests.support.containerd import need_containerd
 pytestmark = [pytest.mark.containerd, pytest.mark.root]
 
 MiB = 1 << 20
+DEFAULT_NS = (("containerd-namespace", "default"),)
 
 
 async def test_ingest_meets_a_full_disk_and_resumes() -> None:
@@ -45,4 +48,55 @@ async def test_ingest_meets_a_full_disk_and_resumes() -> None:
             assert await w.commit(len(data), dgst) == dgst
         listed = b.ctr("content", "ls", "-q").stdout.split()
         assert listed == [dgst]
+        assert "Traceback" not in b.output()
+
+
+async def test_pipelined_writes_through_the_daemon_meet_a_full_disk() -> None:
+    """Messages in flight on both hops (client -> daemon -> plugin) when the
+    disk fills: the client gets the plugin's ResourceExhausted, not grpc-core's
+    "Internal error from Core"."""
+    need_containerd()
+    need_root()
+    data = os.urandom(8 * MiB)
+    with short_tmpdir("bdq") as d, tiny_tmpfs(d / "content", "1m"), metadata_berthd(d) as b:
+        b.wait_startup_gc()
+        async with grpc.aio.insecure_channel(f"unix://{b.address}", options=CHANNEL_OPTIONS) as ch:
+            store = ProxyContentStore(ch, namespace="default")
+            for attempt in range(6):
+                ref = f"full-{attempt}"
+                w = await store.writer(ref, total=len(data))
+                with pytest.raises(errdefs.ResourceExhausted, match="no space left on device"):
+                    # 1 MiB messages, pipelined by this writer and by the daemon's
+                    await w.write(data)
+                await w.close()
+                await store.abort(ref)
+        assert "Traceback" not in b.output()
+
+
+async def test_big_messages_through_the_daemon_meet_a_full_disk() -> None:
+    """One 4 MiB message at a time from the client; the daemon pipelines each
+    to the plugin in 1 MiB pieces, and answers with the plugin's status."""
+    need_containerd()
+    need_root()
+    data = os.urandom(8 * MiB)
+    with short_tmpdir("bdr") as d, tiny_tmpfs(d / "content", "1m"), metadata_berthd(d) as b:
+        b.wait_startup_gc()
+        async with grpc.aio.insecure_channel(f"unix://{b.address}", options=CHANNEL_OPTIONS) as ch:
+            store = ProxyContentStore(ch, namespace="default")
+            for attempt in range(6):
+                ref = f"big-{attempt}"
+                call = content_pb2_grpc.ContentStub(ch).Write(metadata=DEFAULT_NS)
+                await call.write(content_pb2.WriteContentRequest(action=content_pb2.STAT, ref=ref))
+                await call.read()
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    for i in range(0, len(data), 4 * MiB):
+                        await call.write(
+                            content_pb2.WriteContentRequest(
+                                action=content_pb2.WRITE, offset=i, data=data[i : i + 4 * MiB]
+                            )
+                        )
+                        await call.read()
+                assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.value
+                assert "no space left on device" in (err.value.details() or "")
+                await store.abort(ref)
         assert "Traceback" not in b.output()

@@ -13,6 +13,7 @@ import pytest
 
 from api import errdefs
 from daemon.metadata import records
+from daemon.metadata.db import SEQUENCE_BLOCK, MetadataDB
 from daemon.metadata.store import (
     BLOBS,
     CONTAINERS,
@@ -226,6 +227,22 @@ async def test_sequence_only_grows_and_survives_reopen(stores: StoreMaker) -> No
         c = await store.update(lambda tx: tx.next_sequence())
         assert a < b < c
         assert len(await store.view(lambda tx: tx.scan(LEASE_RESOURCES, "n", "l"))) == 1
+    finally:
+        await store.close()
+
+
+async def test_sequence_blocks_are_never_handed_out_twice(stores: StoreMaker) -> None:
+    store = await stores.open()
+    try:
+        block = await store.update(lambda tx: tx.next_sequence(10))
+        after = await store.update(lambda tx: tx.next_sequence())
+        assert after == block + 10
+        db = MetadataDB(store)
+        taken = [await db.sequence() for _ in range(SEQUENCE_BLOCK + 3)]
+        assert len(set(taken)) == len(taken) and min(taken) > after
+        assert taken == sorted(taken)
+        # the pool came from the store: the store's own numbers are past it
+        assert await store.update(lambda tx: tx.next_sequence()) > max(taken)
     finally:
         await store.close()
 

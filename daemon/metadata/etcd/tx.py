@@ -142,12 +142,12 @@ class EtcdTx:
             return sum(self.delete(NAMESPACES, n) for n in names)
         return self.kv.delete_prefix(self._spaces[table.name], prefix)
 
-    def next_sequence(self) -> int:
+    def next_sequence(self, count: int = 1) -> int:
         self._check_writable()
         raw = self.kv.get(self.layout.sequence_key)
-        value = (int(raw) if raw else 0) + 1
-        self.kv.put(self.layout.sequence_key, str(value).encode())
-        return value
+        first = (int(raw) if raw else 0) + 1
+        self.kv.put(self.layout.sequence_key, str(first + count - 1).encode())
+        return first
 
     # ------------------------------------------------------------------ blobs
 

@@ -1,0 +1,111 @@
+"""Writes answered before the backend has written them (daemon.metadata.postedwriter),
+over a real local content store."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from api import errdefs
+from daemon.metadata.content import NamespacedContent
+from daemon.metadata.db import MetadataDB
+from daemon.metadata.postedwriter import PostedWriter
+from daemon.metadata.sqlite import SqliteStore
+from services.content.local import LocalContentStore
+from tests.content.tinyfs import tiny_tmpfs
+
+MiB = 1 << 20
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+async def test_posted_writes_commit_what_was_written(tmp_path: Path) -> None:
+    store = LocalContentStore(tmp_path)
+    data = os.urandom(3 * MiB + 5)
+    w = PostedWriter(await store.writer("posted", len(data)))
+    assert (await w.status()).offset == 0
+    for i in range(0, len(data), MiB):
+        assert await w.write(data[i : i + MiB]) == len(data[i : i + MiB])
+        # the answer's digest covers every byte, whether or not the backend is done
+        assert w.digest() == sha(data[: i + MiB])
+    assert await w.commit(len(data), sha(data)) == sha(data)
+    async with await store.reader(sha(data)) as r:
+        assert await r.read_at(0, len(data)) == data
+
+
+async def test_a_resumed_ingest_waits_for_the_backend(tmp_path: Path) -> None:
+    """Its first bytes are not ours to hash: the backend's digest is the one."""
+    store = LocalContentStore(tmp_path)
+    data = os.urandom(2 * MiB)
+    first = await store.writer("resumed", len(data))
+    await first.write(data[:MiB])
+    await first.close()
+    w = PostedWriter(await store.writer("resumed", len(data)))
+    assert (await w.status()).offset == MiB
+    await w.write(data[MiB:])
+    assert w.digest() == sha(data)
+    assert (await w.status()).offset == len(data)
+    # truncating to 0 makes the bytes ours again
+    await w.truncate(0)
+    await w.write(data)
+    assert w.digest() == sha(data)
+    assert await w.commit(len(data), sha(data)) == sha(data)
+
+
+@pytest.mark.root
+async def test_a_failed_write_is_the_next_operations_error(tmp_path: Path) -> None:
+    with tiny_tmpfs(tmp_path / "fs", "1m") as fs:
+        store = LocalContentStore(fs.where / "content")
+        data = os.urandom(2 * MiB)
+        w = PostedWriter(await store.writer("full", len(data)))
+        await w.status()
+        assert await w.write(data[:MiB]) == MiB  # answered before the disk filled
+        with pytest.raises(errdefs.ResourceExhausted, match="no space left on device"):
+            await w.write(data[MiB:])
+        # what reached the disk is what the backend says, hash and all
+        st = await w.status()
+        assert 0 < st.offset < MiB
+        assert w.digest() == sha(data[: st.offset])
+        await w.close()
+        fs.resize("8m")
+        again = PostedWriter(await store.writer("full", len(data)))
+        assert (await again.status()).offset == st.offset
+        await again.write(data[st.offset :])
+        assert await again.commit(len(data), sha(data)) == sha(data)
+
+
+@pytest.mark.root
+async def test_commit_waits_for_the_last_write_and_reports_its_error(tmp_path: Path) -> None:
+    with tiny_tmpfs(tmp_path / "fs", "1m"):
+        store = LocalContentStore(tmp_path / "fs" / "content")
+        data = os.urandom(MiB + MiB // 2)
+        w = PostedWriter(await store.writer("last", len(data)))
+        await w.status()
+        await w.write(data)
+        with pytest.raises(errdefs.ResourceExhausted):
+            await w.commit(len(data), sha(data))
+        with pytest.raises(errdefs.NotFound):
+            await store.info(sha(data))
+        assert 0 < (await store.status("last")).offset < len(data)
+
+
+async def test_status_of_an_ingest_includes_every_answered_write(tmp_path: Path) -> None:
+    """Another caller's Status sees what the writer was told was written (as
+    containerd's does), not the backend a write behind."""
+    db = MetadataDB(SqliteStore(tmp_path / "meta.db"))
+    content = NamespacedContent(db, LocalContentStore(tmp_path / "content"))
+    try:
+        data = os.urandom(64 * MiB)  # long enough to still be in flight
+        w = await content.writer("ns", "big", len(data))
+        await w.status()
+        assert await w.write(data) == len(data)
+        assert (await content.status("ns", "big")).offset == len(data)
+        assert [s.offset for s in await content.list_statuses("ns")] == [len(data)]
+        assert await w.commit(len(data), sha(data)) == sha(data)
+    finally:
+        await db.close()
