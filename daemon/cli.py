@@ -190,6 +190,9 @@ def _run(args: argparse.Namespace) -> None:
     cfg = load_config(args)
     level = args.log_level or cfg.debug.level or "info"
     logs.configure(level, args.log_format or cfg.debug.format or "text", PROG)
+    # Chosen (and uvloop imported) before the plugins' children are parked,
+    # so that they share its pages instead of each loading its own.
+    loop.factory()
     prefork.park(cfg)
     loop.run(_serve(cfg))
 

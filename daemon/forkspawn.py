@@ -45,6 +45,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from api.errdefs import NotFound
+from services.harness import spawn
 
 log = logging.getLogger(__name__)
 
@@ -92,46 +93,6 @@ def single_threaded() -> bool:
         return len(os.listdir("/proc/self/task")) == 1
     except OSError:
         return False
-
-
-class ForkedProcess:
-    """The ``asyncio.subprocess.Process`` surface the supervisor uses, for a
-    child made by fork (waited for through a pidfd)."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-        self._done = asyncio.Event()
-        self._loop = asyncio.get_running_loop()
-        self._pidfd = os.pidfd_open(pid)
-        self._loop.add_reader(self._pidfd, self._check)
-
-    def _check(self) -> None:
-        try:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-        except ChildProcessError:
-            pid, status = self.pid, 255 << 8  # reaped elsewhere: the status is lost
-        if pid == 0:
-            return
-        self.returncode = os.waitstatus_to_exitcode(status)
-        self._loop.remove_reader(self._pidfd)
-        os.close(self._pidfd)
-        self._done.set()
-
-    async def wait(self) -> int:
-        await self._done.wait()
-        assert self.returncode is not None
-        return self.returncode
-
-    def send_signal(self, sig: int) -> None:
-        if self.returncode is None:
-            os.kill(self.pid, sig)
-
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
 
 
 def find_executable(name: str) -> str:
@@ -247,7 +208,7 @@ def _send(p: _Parked, order: bytes) -> bool:
 
 def fork(
     entry: tuple[str, str], argv: Sequence[str], env: Mapping[str, str], executable: str
-) -> ForkedProcess:
+) -> spawn.Process:
     """Start a child that runs ``entry`` with ``argv``/``env`` (see the module
     doc): a parked one when there is, else by forking now."""
     order = json.dumps(
@@ -256,13 +217,13 @@ def fork(
     while _parked:
         p = _parked.pop(0)
         if _send(p, order):
-            return ForkedProcess(p.pid)
+            return spawn.Process(p.pid)
     _prepare([entry[0]])
     parent = os.getpid()
     pid = os.fork()
     if pid == 0:
         _child(entry, list(argv), dict(env), executable, parent)  # never returns
-    return ForkedProcess(pid)
+    return spawn.Process(pid)
 
 
 def _wait_for_orders(r: int, parent: int) -> None:

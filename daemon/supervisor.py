@@ -20,15 +20,15 @@ import os
 import secrets
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from daemon import forkspawn
-from daemon.forkspawn import ForkedProcess, find_executable
+from daemon.forkspawn import find_executable
 from daemon.metrics import DaemonMetrics
+from services.harness import spawn
 from services.harness.server import AddressInUse, remove_stale_socket
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class ChildSpec:
 class Child:
     spec: ChildSpec
     executable: str
-    process: asyncio.subprocess.Process | ForkedProcess | None = None
+    process: spawn.Process | None = None
     started_at: float = 0.0
     restarts: int = 0
     exits: int = 0
@@ -127,17 +127,21 @@ class Supervisor:
             # No preexec_fn: running Python between fork and exec in a process
             # with gRPC threads can crash the child; the trampoline sets the
             # parent-death signal after exec instead (and lets vfork be used).
-            child.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-S",
-                "-I",
-                "-c",
-                _TRAMPOLINE,
-                str(os.getpid()),
-                child.executable,
-                *child.spec.argv[1:],
+            # spawn, not the loop's subprocess_exec: on uvloop the plugin would
+            # keep descriptors of ours (services/harness/spawn.py).
+            child.process = spawn.start(
+                [
+                    sys.executable,
+                    "-S",
+                    "-I",
+                    "-c",
+                    _TRAMPOLINE,
+                    str(os.getpid()),
+                    child.executable,
+                    *child.spec.argv[1:],
+                ],
                 env=env,
-                stdin=subprocess.DEVNULL,
+                stdin=spawn.DEVNULL,
                 start_new_session=True,
             )
         child.started_at = time.monotonic()

@@ -116,9 +116,7 @@ class Connection(asyncio.Protocol):
 
     def _wake_drains(self) -> None:
         waiters, self.drain_waiters = self.drain_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        _wake(waiters)
 
     def write(self, data: bytes) -> None:
         if self.lost or self.transport is None:
@@ -433,9 +431,7 @@ class Connection(asyncio.Protocol):
 
     def _wake_windows(self) -> None:
         waiters, self.window_waiters = self.window_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        _wake(waiters)
 
     # ------------------------------------------------------------------ life
 
@@ -479,3 +475,9 @@ class Connection(asyncio.Protocol):
         self.lost = True
         for stream in list(self.streams.values()):
             stream.cancel()
+
+
+def _wake(waiters: list[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)

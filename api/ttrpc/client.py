@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Generic, TypeVar
@@ -183,6 +184,34 @@ def _expire(fut: asyncio.Future[Frame], what: str, timeout: float) -> None:
         fut.set_exception(errdefs.DeadlineExceeded(f"ttrpc {what}: no answer within {timeout}s"))
 
 
+async def _open(loop: asyncio.AbstractEventLoop, path: str, conn: _Connection) -> None:
+    """Connect ``conn`` to the socket at ``path``.
+
+    The socket is connected here, not by ``create_unix_connection(path)``:
+    uvloop hands that path to libuv as a C string, so an abstract name (a
+    leading NUL) reaches the kernel empty (EINVAL).  Python's socket module
+    takes the name whole, on either loop.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, path)
+        except ConnectionRefusedError:
+            if not is_abstract(path) or path.endswith("\x00"):
+                raise
+            # Go before 1.20 binds a NUL-prefixed abstract name with a
+            # trailing NUL (syscall.SockaddrUnix); old shims listen there.
+            sock.close()
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            sock.setblocking(False)
+            await loop.sock_connect(sock, path + "\x00")
+        await loop.create_unix_connection(lambda: conn, sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+
+
 class Client:
     """One ttrpc connection; create with ``await Client.connect(path)``."""
 
@@ -207,14 +236,7 @@ class Client:
         conn = _Connection(max_message_size, name)
         try:
             async with asyncio.timeout(timeout):
-                try:
-                    await loop.create_unix_connection(lambda: conn, sock)
-                except ConnectionRefusedError:
-                    if not is_abstract(sock) or sock.endswith("\x00"):
-                        raise
-                    # Go before 1.20 binds a NUL-prefixed abstract name with a
-                    # trailing NUL (syscall.SockaddrUnix); old shims listen there.
-                    await loop.create_unix_connection(lambda: conn, sock + "\x00")
+                await _open(loop, sock, conn)
         except TimeoutError:
             raise errdefs.Unavailable(
                 f"ttrpc: connect {name}: timed out after {timeout}s"

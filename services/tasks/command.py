@@ -21,7 +21,6 @@ container, unmounts the rootfs and prints a marshalled ``DeleteResponse``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -33,6 +32,7 @@ from google.protobuf import any_pb2, message
 
 from api import errdefs
 from api.containerd.runtime.task.v2 import shim_pb2
+from services.harness import spawn
 from services.tasks.bundle import Bundle
 from services.tasks.types import AnyValue, Exit
 
@@ -138,16 +138,18 @@ class ShimBinary:
         stdin: bytes | None,
         combined: bool,
     ) -> tuple[int, bytes, bytes]:
-        proc = await asyncio.create_subprocess_exec(
-            *self.argv(namespace, args),
+        # Not the loop's own subprocess_exec: on uvloop the command would keep
+        # descriptors of ours, pass them to the shim it leaves running, and
+        # its stdout would never reach its end (services/harness/spawn.py).
+        proc = spawn.start(
+            self.argv(namespace, args),
             cwd=cwd,
             env=self.env(namespace),
-            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT if combined else asyncio.subprocess.PIPE,
+            stdin=spawn.PIPE if stdin is not None else spawn.DEVNULL,
+            stdout=spawn.PIPE,
+            stderr=spawn.STDOUT if combined else spawn.PIPE,
             # Its own group, as containerd's Setpgid: a signal to the daemon's
-            # group spares the shim.  (A new session: uvloop takes no
-            # process_group.)
+            # group spares the shim.
             start_new_session=True,
         )
         try:

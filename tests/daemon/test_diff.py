@@ -83,6 +83,25 @@ def compare(b: Berthd) -> descriptor_pb2.Descriptor:
         return diff_pb2_grpc.DiffStub(ch).Diff(diff_pb2.DiffRequest(), metadata=NS, timeout=10).diff
 
 
+def commit_leased(ch: grpc.Channel, ref: str, blob: bytes, digest: str) -> None:
+    """Write and commit ``blob`` in one message, held by the lease "keep"."""
+    written = content_pb2_grpc.ContentStub(ch).Write(
+        iter(
+            [
+                content_pb2.WriteContentRequest(
+                    action=content_pb2.WriteAction.COMMIT,
+                    ref=ref,
+                    total=len(blob),
+                    expected=digest,
+                    data=blob,
+                )
+            ]
+        ),
+        metadata=(*DEFAULT_NS, ("containerd-lease", "keep")),
+    )
+    assert [r.digest for r in written][-1] == digest
+
+
 def test_not_implemented_falls_through_in_order(workdir: Path) -> None:
     d = workdir
     procs = [
@@ -163,21 +182,7 @@ def test_real_differ_applies_and_diffs_through_the_daemon(workdir: Path) -> None
         # runs once the plugins are up.
         b.ctr("leases", "create", "--id", "keep")
         with b.channel() as ch:
-            write = content_pb2_grpc.ContentStub(ch).Write(
-                iter(
-                    [
-                        content_pb2.WriteContentRequest(
-                            action=content_pb2.WriteAction.COMMIT,
-                            ref="layer-1",
-                            total=len(blob),
-                            expected=digest,
-                            data=blob,
-                        )
-                    ]
-                ),
-                metadata=(*DEFAULT_NS, ("containerd-lease", "keep")),
-            )
-            assert [r.digest for r in write][-1] == digest
+            commit_leased(ch, "layer-1", blob, digest)
         b.ctr("snapshots", "prepare", "unpack-1")
         mounts = b.ctr("snapshots", "mounts", "/m", "unpack-1").stdout
         assert "mount" in mounts
@@ -260,21 +265,7 @@ def test_apply_reads_the_layer_from_the_content_plugin_within_the_namespace(
         digest = "sha256:" + hashlib.sha256(blob).hexdigest()
         b.ctr("leases", "create", "--id", "keep")
         with b.channel() as ch:
-            written = content_pb2_grpc.ContentStub(ch).Write(
-                iter(
-                    [
-                        content_pb2.WriteContentRequest(
-                            action=content_pb2.WriteAction.COMMIT,
-                            ref="layer-d",
-                            total=len(blob),
-                            expected=digest,
-                            data=blob,
-                        )
-                    ]
-                ),
-                metadata=(*DEFAULT_NS, ("containerd-lease", "keep")),
-            )
-            assert [r.digest for r in written][-1] == digest
+            commit_leased(ch, "layer-d", blob, digest)
             snaps = snapshots_pb2_grpc.SnapshotsStub(ch)
             differ = diff_pb2_grpc.DiffStub(ch)
             desc = descriptor_pb2.Descriptor(

@@ -17,11 +17,14 @@ from tests.support import short_tmpdir
 from tests.tasks.support import (
     EventIntake,
     RecordingPublisher,
+    eventually,
     force_cleanup,
     make_rootfs,
+    mounts_under,
     need_real_shim,
     oci_spec,
     rootfs_mounts,
+    shim_pids,
 )
 
 
@@ -70,6 +73,14 @@ class ShimEnv:
             rootfs=rootfs_mounts(self.rootfs),
             io=io or IO(),
         )
+
+    async def assert_no_leftovers(self, id: str) -> None:
+        """No shim, mount or bundle of ``id`` is left (the shim exits on its
+        own time once Shutdown has answered: waited for)."""
+        await eventually(lambda: shim_pids(self.grpc_address) == [], "the shim exits")
+        assert mounts_under(self.state) == []
+        assert not os.path.exists(os.path.join(self.state, self.namespace, id))
+        assert not os.path.exists(os.path.join(self.root, self.namespace, id))
 
     def io(self, name: str) -> tuple[IO, Path]:
         """stdout and stderr to files (the runc shim's ``file://`` scheme); stdout's path."""

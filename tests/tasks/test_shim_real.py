@@ -22,13 +22,6 @@ pytestmark = [pytest.mark.root, pytest.mark.runc]
 PROCESS_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
 
 
-def assert_no_leftovers(env: ShimEnv, id: str) -> None:
-    assert shim_pids(env.grpc_address) == []
-    assert mounts_under(env.state) == []
-    assert not os.path.exists(os.path.join(env.state, env.namespace, id))
-    assert not os.path.exists(os.path.join(env.root, env.namespace, id))
-
-
 async def test_echo_hi(shim_env: ShimEnv) -> None:
     env = shim_env
     m = env.manager()
@@ -55,7 +48,7 @@ async def test_echo_hi(shim_env: ShimEnv) -> None:
     with pytest.raises(errdefs.NotFound):
         m.get(env.namespace, "echo")
     await eventually(lambda: not alive(info.shim_pid), "the shim exits after delete")
-    assert_no_leftovers(env, "echo")
+    await env.assert_no_leftovers("echo")
     # The shim sent its events to TTRPC_ADDRESS; the manager published none itself.
     await eventually(
         lambda: "/tasks/delete" in env.intake.topics(env.namespace), "shim forwards TaskDelete"
@@ -75,7 +68,7 @@ async def test_exit_status_reaches_wait(shim_env: ShimEnv) -> None:
     state = await task.state()
     assert state.status == Status.STOPPED and state.exit_status == 3
     assert (await m.delete(env.namespace, "three")).status == 3
-    assert_no_leftovers(env, "three")
+    await env.assert_no_leftovers("three")
 
 
 async def test_exec_pause_resume_kill(shim_env: ShimEnv) -> None:
@@ -119,7 +112,7 @@ async def test_exec_pause_resume_kill(shim_env: ShimEnv) -> None:
     await task.kill(signal.SIGKILL)
     assert (await task.wait()).status == 128 + signal.SIGKILL
     await m.delete(env.namespace, "sleeper")
-    assert_no_leftovers(env, "sleeper")
+    await env.assert_no_leftovers("sleeper")
 
 
 async def test_create_twice_and_bad_input(shim_env: ShimEnv) -> None:
@@ -135,7 +128,7 @@ async def test_create_twice_and_bad_input(shim_env: ShimEnv) -> None:
         await m.create(env.namespace, "two", opts)
     assert sorted(os.listdir(os.path.join(env.state, env.namespace))) == ["one"]
     await m.delete(env.namespace, "one")
-    assert_no_leftovers(env, "one")
+    await env.assert_no_leftovers("one")
 
 
 async def test_failed_create_undoes_everything(shim_env: ShimEnv) -> None:
@@ -146,13 +139,13 @@ async def test_failed_create_undoes_everything(shim_env: ShimEnv) -> None:
     with pytest.raises(errdefs.ErrdefsError, match="failed to create shim task"):
         await m.create(env.namespace, "broken", broken)
     assert m.list() == []
-    assert_no_leftovers(env, "broken")
+    await env.assert_no_leftovers("broken")
     # The id is free again.
     task = await m.create(env.namespace, "broken", opts)
     await task.start()
     assert (await task.wait()).status == 0
     await m.delete(env.namespace, "broken")
-    assert_no_leftovers(env, "broken")
+    await env.assert_no_leftovers("broken")
 
 
 async def test_failed_dial_shuts_the_new_shim_down(shim_env: ShimEnv) -> None:
@@ -174,4 +167,4 @@ async def test_failed_dial_shuts_the_new_shim_down(shim_env: ShimEnv) -> None:
     # The undo reached the shim on a second connection and asked it to exit.
     assert len(calls) == 2
     await eventually(lambda: shim_pids(env.grpc_address) == [], "the shim exits")
-    assert_no_leftovers(env, "nodial")
+    await env.assert_no_leftovers("nodial")

@@ -31,13 +31,6 @@ KILLED = 128 + signal.SIGKILL
 PROCESS_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
 
 
-def assert_no_leftovers(env: ShimEnv, id: str) -> None:
-    assert shim_pids(env.grpc_address) == []
-    assert mounts_under(env.state) == []
-    assert not os.path.exists(os.path.join(env.state, env.namespace, id))
-    assert not os.path.exists(os.path.join(env.root, env.namespace, id))
-
-
 async def test_restart_keeps_running_tasks(shim_env: ShimEnv) -> None:
     env = shim_env
     m = env.manager()
@@ -65,7 +58,7 @@ async def test_restart_keeps_running_tasks(shim_env: ShimEnv) -> None:
     assert (await again.wait()).status == KILLED
     assert (await m2.delete(env.namespace, "survivor")).status == KILLED
     await eventually(lambda: not alive(shim_pid), "the shim exits after delete")
-    assert_no_leftovers(env, "survivor")
+    await env.assert_no_leftovers("survivor")
 
 
 async def test_shim_killed_under_the_manager(shim_env: ShimEnv) -> None:
@@ -93,7 +86,7 @@ async def test_shim_killed_under_the_manager(shim_env: ShimEnv) -> None:
     assert state.status == Status.STOPPED and state.exit_status == KILLED
     assert m.get(env.namespace, "victim") is task  # listed until deleted
     await eventually(lambda: not alive(init_pid), "the container's init is killed")
-    assert_no_leftovers(env, "victim")
+    await env.assert_no_leftovers("victim")
 
     assert env.publisher.topics() == ["/tasks/exit", "/tasks/delete"]
     (ns1, _, exit_event), (ns2, _, delete_event) = env.publisher.events
@@ -127,7 +120,7 @@ async def test_load_cleans_up_after_a_dead_shim(shim_env: ShimEnv) -> None:
     await m2.load()
     assert m2.list() == []
     await eventually(lambda: not alive(init_pid), "the container's init is killed")
-    assert_no_leftovers(env, "orphan")
+    await env.assert_no_leftovers("orphan")
     # containerd publishes nothing for a shim found dead at load.
     assert env.publisher.events == []
 

@@ -31,6 +31,7 @@ from api.containerd.runtime.task.v2 import shim_pb2
 from api.containerd.services.ttrpc.events.v1 import events_pb2
 from api.containerd.types import event_pb2
 from api.ttrpc import Client, ConnectionClosed, Context, Method, Server, shim_address_to_path
+from services.harness import spawn
 from tests.support import short_tmpdir
 from tests.support.containerd import need_runc
 from tests.support.oci import BUSYBOX, need_busybox
@@ -90,16 +91,19 @@ class Shim:
         return {**os.environ, "TTRPC_ADDRESS": self.ttrpc_address}
 
     async def start(self) -> str:
-        proc = await asyncio.create_subprocess_exec(
-            *self.argv("start"),
-            cwd=self.bundle,
+        # As the daemon starts it (services/harness/spawn.py): the shim this
+        # leaves running must not inherit our end of start's stdout.
+        proc = spawn.start(
+            self.argv("start"),
+            cwd=str(self.bundle),
             env=self.env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdin=spawn.DEVNULL,
+            stdout=spawn.PIPE,
+            stderr=spawn.PIPE,
         )
         async with asyncio.timeout(60):
             out, err = await proc.communicate()
+        assert out is not None and err is not None
         assert proc.returncode == 0, f"shim start failed: {err.decode(errors='replace')}"
         return out.decode().strip()
 
