@@ -18,6 +18,7 @@ from google.protobuf.message import DecodeError
 
 from api.containerd.services.content.v1 import content_pb2
 from services.content.store import Data
+from services.harness.decoding import read_varint
 
 _DATA = 6  # WriteContentRequest.data
 _WRITE_PREFIX = bytes([1 << 3, content_pb2.WRITE])  # action (field 1, varint) = WRITE
@@ -39,19 +40,6 @@ class WriteRequest:
         self.offset: int = header.offset
         self.labels: Mapping[str, str] = header.labels
         self.data = data
-
-
-def _varint(raw: memoryview, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(raw) or shift > 63:
-            raise DecodeError("truncated varint")
-        byte = raw[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
 
 
 def _encode_varint(value: int) -> bytes:
@@ -78,12 +66,12 @@ class _WriteParser:
         pos = 0
         while pos < len(view):
             start = pos
-            key, pos = _varint(view, pos)
+            key, pos = read_varint(view, pos)
             number, wire_type = key >> 3, key & 7
             if wire_type == 0:
-                _, pos = _varint(view, pos)
+                _, pos = read_varint(view, pos)
             elif wire_type == 2:
-                length, pos = _varint(view, pos)
+                length, pos = read_varint(view, pos)
                 if number == _DATA:
                     spans.append((start, pos, pos + length))
                 pos += length

@@ -60,15 +60,16 @@ def explain(descriptor: Descriptor | None, data: bytes, error: Exception) -> str
 _MAX_DEPTH = 100
 
 
-class _Truncated(Exception):
-    pass
+class Truncated(DecodeError):
+    """Protobuf wire bytes that end inside a field."""
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
+def read_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
+    """The varint at ``pos`` and the position after it (Truncated past the end)."""
     value = shift = 0
     while True:
         if pos >= len(data) or shift > 63:
-            raise _Truncated
+            raise Truncated("message ends inside a field")
         byte = data[pos]
         pos += 1
         value |= (byte & 0x7F) << shift
@@ -83,28 +84,28 @@ def bad_utf8_field(descriptor: Descriptor, data: bytes, prefix: str = "") -> str
     or the bytes are malformed before one is reached."""
     try:
         return _walk(descriptor, data, prefix, 0)
-    except _Truncated:
+    except Truncated:
         return None
 
 
 def _walk(descriptor: Descriptor, data: bytes, prefix: str, depth: int) -> str | None:
     if depth > _MAX_DEPTH:
-        raise _Truncated
+        raise Truncated("message ends inside a field")
     pos = 0
     while pos < len(data):
-        key, pos = _varint(data, pos)
+        key, pos = read_varint(data, pos)
         number, wire_type = key >> 3, key & 7
         if wire_type == 0:
-            _, pos = _varint(data, pos)
+            _, pos = read_varint(data, pos)
         elif wire_type == 1:
             pos += 8
         elif wire_type == 5:
             pos += 4
         elif wire_type == 2:
-            length, pos = _varint(data, pos)
+            length, pos = read_varint(data, pos)
             end = pos + length
             if end > len(data):
-                raise _Truncated
+                raise Truncated("message ends inside a field")
             field = descriptor.fields_by_number.get(number)
             if field is not None:
                 found = _check(field, data[pos:end], prefix, depth)
@@ -112,7 +113,7 @@ def _walk(descriptor: Descriptor, data: bytes, prefix: str, depth: int) -> str |
                     return found
             pos = end
         else:  # groups (proto2 only) and invalid wire types
-            raise _Truncated
+            raise Truncated("message ends inside a field")
     return None
 
 
