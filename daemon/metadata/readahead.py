@@ -21,7 +21,6 @@ import collections
 import functools
 import logging
 from collections.abc import AsyncIterator
-from types import TracebackType
 
 from api import errdefs
 from services.content.store import READ_CHUNK, ContentStore, ReaderAt
@@ -158,7 +157,7 @@ async def _close_quietly(ra: ReaderAt) -> None:
         log.debug("closing a cached content reader: %s", e)
 
 
-class CachedReader:
+class CachedReader(ReaderAt):
     """A ReaderAt whose small reads go through the ReadAhead windows."""
 
     def __init__(self, cache: ReadAhead, digest: str, size: int) -> None:
@@ -199,17 +198,6 @@ class CachedReader:
 
     async def close(self) -> None:
         return None
-
-    async def __aenter__(self) -> CachedReader:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 __all__ = ["IDLE", "MAX_WINDOWS", "WINDOW", "CachedReader", "ReadAhead"]

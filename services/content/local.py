@@ -23,7 +23,6 @@ import random
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from api import errdefs, filters
@@ -38,7 +37,7 @@ from services.content.ingest import (
     to_datetime,
     write_atomic,
 )
-from services.content.store import READ_CHUNK, ContentStore, Info, Status
+from services.content.store import READ_CHUNK, ContentStore, Info, ReaderAt, Status
 from services.content.validation import ALGORITHMS, split_digest, validate_labels
 
 log = logging.getLogger(__name__)
@@ -48,7 +47,7 @@ _LOCK_ATTEMPTS = 10
 _READ_AHEAD = 4  # chunks per read in the worker thread
 
 
-class LocalReader:
+class LocalReader(ReaderAt):
     def __init__(self, fd: int, size: int) -> None:
         self._fd = fd
         self._size = size
@@ -108,17 +107,6 @@ class LocalReader:
                     await fut
             fd, self._fd = self._fd, -1
             os.close(fd)
-
-    async def __aenter__(self) -> LocalReader:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 class LocalContentStore:

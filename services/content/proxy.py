@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import grpc
@@ -30,7 +29,7 @@ from services.content.convert import (
     info_to_proto,
     status_from_proto,
 )
-from services.content.store import READ_CHUNK, Data, Info, Status
+from services.content.store import READ_CHUNK, Data, Info, ReaderAt, Status
 from services.content.wire import encode_write, serialize_request
 
 log = logging.getLogger(__name__)
@@ -159,7 +158,7 @@ class ProxyContentStore:
             call.cancel()
 
 
-class ProxyReader:
+class ProxyReader(ReaderAt):
     def __init__(self, store: ProxyContentStore, digest: str, size: int) -> None:
         self._store = store
         self._digest = digest
@@ -184,17 +183,6 @@ class ProxyReader:
 
     async def close(self) -> None:
         return None
-
-    async def __aenter__(self) -> ProxyReader:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 class ProxyWriter:

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 READ_CHUNK = 1 << 20
 
@@ -72,14 +72,17 @@ class ReaderAt(Protocol):
 
     async def close(self) -> None: ...
 
-    async def __aenter__(self) -> ReaderAt: ...
+    # Readers that subclass ReaderAt take these two as they are.
+    async def __aenter__(self) -> Self:
+        return self
 
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None: ...
+    ) -> None:
+        await self.close()
 
 
 class Writer(Protocol):
