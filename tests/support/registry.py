@@ -10,11 +10,10 @@ sent, so a test can count how often each blob left the registry.
 
 from __future__ import annotations
 
+import http.client
 import re
 import shutil
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,10 +45,17 @@ class BlobGet:
     size: int
 
 
+class RegistryError(RuntimeError):
+    """The registry did not start, or refused a request."""
+
+
 class Registry:
-    def __init__(self, workdir: Path) -> None:
-        need_registry()
+    """``with Registry(workdir) as reg:`` — a running registry at ``reg.host``;
+    ``schema1`` also accepts signed schema 1 manifests (old images)."""
+
+    def __init__(self, workdir: Path, *, schema1: bool = False) -> None:
         self.workdir = workdir
+        self.schema1 = schema1
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.log = workdir / "registry.log"
@@ -57,6 +63,9 @@ class Registry:
         self.proc: Proc | None = None
 
     def start(self, timeout: float = 20.0) -> Registry:
+        path = shutil.which(BINARY)
+        if path is None:
+            raise RegistryError(f"{BINARY!r} not found (apt-get install docker-registry)")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config.write_text(
             "version: 0.1\n"
@@ -64,26 +73,38 @@ class Registry:
             f"storage:\n  filesystem:\n    rootdirectory: {self.workdir / 'data'}\n"
             "  delete:\n    enabled: true\n"
             f"http:\n  addr: {self.host}\n"
+            + ("compatibility:\n  schema1:\n    enabled: true\n" if self.schema1 else "")
         )
-        self.proc = Proc([BINARY, "serve", str(self.config)], self.log)
+        self.proc = Proc([path, "serve", str(self.config)], self.log)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.popen.poll() is not None:
-                raise RuntimeError(f"registry exited:\n{self.log.read_text()}")
+                raise RegistryError(f"registry exited:\n{self.log.read_text()}")
             try:
-                with urllib.request.urlopen(f"http://{self.host}/v2/", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except (urllib.error.URLError, OSError):
+                if self.request("GET", "/v2/")[0] == 200:
+                    return self
+            except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError(f"registry on {self.host} did not answer")
+                raise RegistryError(f"registry on {self.host} did not answer")
             time.sleep(0.05)
 
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.stop()
             self.proc = None
+
+    def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One HTTP request: status, headers (lower-cased names), body."""
+        conn = http.client.HTTPConnection(self.host, timeout=60)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        finally:
+            conn.close()
 
     def blob_gets(self) -> list[BlobGet]:
         """Every blob the registry sent (GET answered 200), in log order."""
