@@ -117,20 +117,28 @@ def tree(pid: int) -> list[int]:
     return out
 
 
-def memory_mb(pid: int) -> dict[str, float]:
-    """Sum of PSS and RSS (MB, 10^6 bytes) of ``pid``'s process tree."""
+def memory_mb(pid: int) -> dict[str, Any]:
+    """Sum of PSS and RSS (MB, 10^6 bytes) of ``pid``'s process tree, and PSS per process."""
     pss = rss = 0
-    for p in tree(pid):
+    each: dict[str, float] = {}
+    procs = tree(pid)
+    for p in procs:
+        mine = 0
         try:
             with open(f"/proc/{p}/smaps_rollup") as f:
                 for line in f:
                     if line.startswith("Pss:"):
-                        pss += int(line.split()[1])
+                        mine = int(line.split()[1])
+                        pss += mine
                     elif line.startswith("Rss:"):
                         rss += int(line.split()[1])
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
         except OSError:
             continue
-    return {"pss": pss * 1024 / 1e6, "rss": rss * 1024 / 1e6, "procs": len(tree(pid))}
+        label = " ".join(a.decode(errors="replace") for a in argv[:3] if a)[-60:]
+        each[f"{p} {label}"] = mine * 1024 / 1e6
+    return {"pss": pss * 1024 / 1e6, "rss": rss * 1024 / 1e6, "procs": len(procs), "each": each}
 
 
 # --- targets ----------------------------------------------------------------------
@@ -666,7 +674,13 @@ def run(args: argparse.Namespace) -> Results:
                 "containerd_after_more_calls": later["containerd"]["pss"]
                 - after["containerd"]["pss"],
             }
-            print("memory growth (PSS, MB):", json.dumps(res.rows["memory growth (PSS)"]))
+            res.rows["memory growth (PSS)"]["berthd_per_process"] = {
+                proc: [
+                    round(snap["berthd"]["each"].get(proc, 0.0), 1) for snap in (idle, after, later)
+                ]
+                for proc in later["berthd"]["each"]
+            }
+            print("memory growth (PSS, MB):", json.dumps(res.rows["memory growth (PSS)"], indent=1))
             if want("scale") and args.scale:
                 scale: dict[str, dict[int, dict[str, float]]] = {"berthd": {}, "containerd": {}}
                 for n in [int(x) for x in args.scale.split(",")]:
