@@ -90,6 +90,11 @@ class NamespacedContent:
         self._writing: dict[str, PostedWriter] = {}
         self.readahead = ReadAhead(backend)
 
+    async def record(self, ns: str, digest: str) -> records.Blob | None:
+        """This node's record of a blob in ``ns``; None when it has none (a
+        malformed digest never has one, so this does not validate)."""
+        return await self.db.view(lambda tx: tx.get(BLOBS, ns, digest))
+
     async def info(self, ns: str, digest: str) -> Info:
         """Raises InvalidArgument for a malformed digest, NotFound."""
         validate_digest(digest)

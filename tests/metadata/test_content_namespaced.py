@@ -8,9 +8,11 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
+import grpc
 import pytest
 
 from api import errdefs
+from api.containerd.services.content.v1 import content_pb2
 from services.content.ingest import LocalWriter
 from services.content.local import LocalContentStore
 from services.content.proxy import ProxyContentStore
@@ -196,3 +198,33 @@ async def test_a_commit_is_recorded_only_when_the_backend_holds_the_blob(tmp_pat
         with pytest.raises(errdefs.NotFound):
             await store.info(dgst)
         assert [i async for i in store.walk()] == []
+
+
+async def test_info_answers_the_namespaces_record_to_the_nanosecond(
+    ms: MetaServer, stores: tuple[ProxyContentStore, ProxyContentStore]
+) -> None:
+    a, _ = stores
+    data, dgst = blob()
+    await put(a, data, **{"containerd.io/gc.root": "x", "k": "v"})
+    record = await ms.services.content.record("a", dgst)
+    assert record is not None
+    md = (("containerd-namespace", "a"),)
+    info = (await ms.stubs.content.Info(content_pb2.InfoRequest(digest=dgst), metadata=md)).info
+    assert (info.digest, info.size) == (dgst, len(data))
+    assert dict(info.labels) == {"containerd.io/gc.root": "x", "k": "v"}
+    # containerd keeps nanoseconds: so does the answer.
+    assert info.created_at.ToNanoseconds() == record.created_at
+    assert info.updated_at.ToNanoseconds() == record.updated_at
+    # No record: another namespace's blob, an unknown one, a malformed digest.
+    for ns, digest, code, text in (
+        ("b", dgst, grpc.StatusCode.NOT_FOUND, f"content digest {dgst}"),
+        ("a", "sha256:" + "0" * 64, grpc.StatusCode.NOT_FOUND, "content digest sha256:000"),
+        ("a", "sha256:nope", grpc.StatusCode.INVALID_ARGUMENT, '"sha256:nope" failed validation'),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await ms.stubs.content.Info(
+                content_pb2.InfoRequest(digest=digest),
+                metadata=(("containerd-namespace", ns),),
+            )
+        assert e.value.code() == code
+        assert text in (e.value.details() or "")

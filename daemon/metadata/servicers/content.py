@@ -16,7 +16,7 @@ from api.containerd.services.content.v1 import content_pb2 as api
 from api.containerd.services.content.v1 import content_pb2_grpc
 from daemon.events.exchange import Publisher
 from daemon.metadata.content import NamespacedContent, NamespaceView
-from daemon.metadata.servicers.common import Context, lease, namespace
+from daemon.metadata.servicers.common import Context, lease, namespace, set_ts
 from services.content.servicer import ContentServicer as PlainContentServicer
 
 SERVICE_NAME = "containerd.services.content.v1.Content"
@@ -32,7 +32,20 @@ class ContentServicer(content_pb2_grpc.ContentServicer):
         return PlainContentServicer(view)
 
     async def Info(self, request: api.InfoRequest, context: Context) -> Any:
-        return await self._plain(context).Info(request, context)
+        # The common case straight from the record; a digest with none here
+        # takes the full path (validation, other nodes, NotFound).
+        blob = await self.content.record(namespace(context), request.digest)
+        if blob is None:
+            return await self._plain(context).Info(request, context)
+        resp = api.InfoResponse()
+        info = resp.info
+        info.digest = blob.digest
+        info.size = blob.size
+        if blob.labels:
+            info.labels.update(blob.labels)
+        set_ts(info.created_at, blob.created_at)
+        set_ts(info.updated_at, blob.updated_at)
+        return resp
 
     async def Update(self, request: api.UpdateRequest, context: Context) -> Any:
         return await self._plain(context).Update(request, context)
