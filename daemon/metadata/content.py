@@ -26,9 +26,10 @@ import builtins
 import contextlib
 import dataclasses
 import logging
-from collections import Counter
+import time
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from api import errdefs, filters
 from daemon.metadata import records
@@ -41,15 +42,26 @@ from daemon.metadata.remote import RemoteContent
 from daemon.metadata.store import BLOBS, Tx
 from daemon.metadata.store import INGESTS as INGESTS_TABLE
 from daemon.metadata.validation import apply_label_paths, q, validate_digest, validate_labels
-from services.content.store import ContentStore, Data, Info, ReaderAt, Status, Writer
+from services.content.store import (
+    ContentStore,
+    Data,
+    Info,
+    NsTime,
+    ReaderAt,
+    Status,
+    Writer,
+    ns_of,
+)
 
 log = logging.getLogger(__name__)
 
 INGEST_EXPIRY_NS = 24 * 3600 * 10**9
+# Ingests whose last answered write time is remembered (a few bytes each).
+ACKED_KEPT = 4096
 
 
 def _dt(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, UTC)
+    return NsTime.of(ns)
 
 
 def _info(blob: records.Blob) -> Info:
@@ -88,6 +100,9 @@ class NamespacedContent:
         self._fetching: Counter[str] = Counter()
         # Backend ingests being written here, by backend ref.
         self._writing: dict[str, PostedWriter] = {}
+        # When this daemon answered the last write of a backend ingest (ns),
+        # the most recent ACKED_KEPT of them (see _as_answered).
+        self._acked: OrderedDict[str, int] = OrderedDict()
         self.readahead = ReadAhead(backend)
 
     async def record(self, ns: str, digest: str) -> records.Blob | None:
@@ -191,8 +206,8 @@ class NamespacedContent:
                 digest,
                 info.size,
                 dict(info.labels),
-                int(info.created_at.timestamp() * 1e9),
-                int(info.updated_at.timestamp() * 1e9),
+                ns_of(info.created_at),
+                ns_of(info.updated_at),
             )
 
             def record(tx: Tx) -> None:
@@ -225,7 +240,24 @@ class NamespacedContent:
         writing = self._writing.get(bref)
         if writing is not None:
             await writing.settled()
-        return await self.backend.status(bref)
+        return self._as_answered(bref, await self.backend.status(bref))
+
+    def _answered(self, bref: str, ns: int) -> None:
+        acked = self._acked
+        acked[bref] = ns
+        acked.move_to_end(bref)
+        if len(acked) > ACKED_KEPT:
+            acked.popitem(last=False)
+
+    def _as_answered(self, bref: str, st: Status) -> Status:
+        """``st`` with the time this daemon answered the ingest's last write.
+
+        A write is answered once handed to the plugin, which writes it (and
+        takes its own time) after the client has the answer; containerd's
+        status times lie within the client's write calls, and so do ours.
+        """
+        ns = self._acked.get(bref)
+        return st if ns is None else dataclasses.replace(st, updated_at=NsTime.of(ns))
 
     def _posted(self, bref: str, inner: Writer) -> PostedWriter:
         def finished() -> None:
@@ -437,7 +469,9 @@ class NamespacedWriter:
     async def status(self) -> Status:
         if self._w is not None:
             if self._status is None:
-                self._status = dataclasses.replace(await self._w.status(), ref=self.ref)
+                st = await self._w.status()
+                st = self._content._as_answered(self._ingest.backend_ref, st)
+                self._status = dataclasses.replace(st, ref=self.ref)
             return self._status
         i = self._ingest
         started = _dt(i.started_at)
@@ -477,13 +511,14 @@ class NamespacedWriter:
         except BaseException:
             self._status = None
             raise
-        if self._content.on_client_write is not None:
-            self._content.on_client_write(n)
+        content = self._content
+        if content.on_client_write is not None:
+            content.on_client_write(n)
+        now = time.time_ns()
+        content._answered(self._ingest.backend_ref, now)
         st = self._status
         if st is not None:
-            self._status = dataclasses.replace(
-                st, offset=st.offset + n, updated_at=datetime.now(UTC)
-            )
+            self._status = dataclasses.replace(st, offset=st.offset + n, updated_at=NsTime.of(now))
         return n
 
     async def truncate(self, size: int) -> None:

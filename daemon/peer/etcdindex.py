@@ -21,7 +21,6 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from api import errdefs
@@ -33,16 +32,19 @@ from daemon.metadata.etcd.store import EtcdStore
 from daemon.metadata.etcd.tx import EtcdTx
 from daemon.metadata.remote import LabelChange
 from daemon.peer.index import Holder
-from services.content.store import Info
+from services.content.store import Info, NsTime
 
 log = logging.getLogger(__name__)
 
 
 def _info(blob: records.Blob) -> Info:
-    def dt(ns: int) -> datetime:
-        return datetime.fromtimestamp(ns / 1e9, UTC)
-
-    return Info(blob.digest, blob.size, dt(blob.created_at), dt(blob.updated_at), blob.labels)
+    return Info(
+        blob.digest,
+        blob.size,
+        NsTime.of(blob.created_at),
+        NsTime.of(blob.updated_at),
+        blob.labels,
+    )
 
 
 def _json(raw: bytes | None) -> dict[str, Any]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from api.containerd.services.content.v1 import content_pb2
-from services.content.store import Info, Status
+from services.content.store import Info, NsTime, Status, ns_of
 
 # Go's zero time.Time as gogo/protobuf puts it on the wire (0001-01-01T00:00:00Z).
 GO_ZERO_SECONDS = -62135596800
@@ -15,12 +15,12 @@ GO_ZERO_SECONDS = -62135596800
 
 def timestamp(dt: datetime) -> Timestamp:
     ts = Timestamp()
-    ts.FromDatetime(dt)
+    ts.seconds, ts.nanos = divmod(ns_of(dt), 1_000_000_000)
     return ts
 
 
 def from_timestamp(ts: Timestamp) -> datetime:
-    return ts.ToDatetime(tzinfo=UTC)
+    return NsTime.of(ts.ToNanoseconds())
 
 
 def info_to_proto(info: Info, *, updated: bool = True) -> content_pb2.Info:

@@ -21,12 +21,12 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol, TypeVar
 
 from api import errdefs
-from services.content.store import Data, Status
+from services.content.store import Data, NsTime, Status
 from services.content.validation import CANONICAL, validate_labels
 
 
@@ -50,7 +50,7 @@ def ingest_dir(root: Path, ref: str) -> Path:
 
 
 def to_datetime(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, tz=UTC)
+    return NsTime.of(ns)
 
 
 def format_time(ns: int) -> str:
@@ -68,9 +68,10 @@ def parse_time(text: str) -> datetime:
     m = _TIME.match(text.strip())
     if m is None:
         raise ValueError(f"bad timestamp {text!r}")
-    frac = (m.group(2) or "").ljust(6, "0")[:6]
     zone = "+00:00" if m.group(3) == "Z" else m.group(3)
-    return datetime.fromisoformat(f"{m.group(1)}.{frac}{zone}").astimezone(UTC)
+    whole = datetime.fromisoformat(f"{m.group(1)}{zone}")
+    frac = int((m.group(2) or "").ljust(9, "0"))
+    return NsTime.of(int(whole.timestamp()) * 1_000_000_000 + frac)
 
 
 _FULL = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}

@@ -37,7 +37,7 @@ from services.content.ingest import (
     to_datetime,
     write_atomic,
 )
-from services.content.store import READ_CHUNK, ContentStore, Info, ReaderAt, Status
+from services.content.store import READ_CHUNK, ContentStore, Info, ReaderAt, Status, ns_of
 from services.content.validation import ALGORITHMS, split_digest, validate_labels
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,7 @@ class LocalContentStore:
             now = time.time_ns()
             # containerd keeps "updated" in atime and "created" in mtime.
             try:
-                os.utime(path, ns=(now, int(current.created_at.timestamp() * 1e9)))
+                os.utime(path, ns=(now, ns_of(current.created_at)))
             except OSError as e:
                 log.warning("could not change access time for %s: %s", info.digest, e)
             return Info(
@@ -352,8 +352,8 @@ class LocalContentStore:
                 offset=st.offset,
                 # as containerd: a resumed ingest keeps the total it started with
                 total=st.total,
-                started_ns=int(st.started_at.timestamp() * 1e9),
-                updated_ns=int(st.updated_at.timestamp() * 1e9),
+                started_ns=ns_of(st.started_at),
+                updated_ns=ns_of(st.updated_at),
                 release=lambda: self._unlock(ref),
             )
         now = time.time_ns()

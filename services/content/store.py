@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
@@ -27,6 +27,34 @@ READ_CHUNK = 1 << 20
 
 # What a writer is given: bytes, or a view of bytes received (services.content.wire).
 Data = bytes | memoryview
+
+
+class NsTime(datetime):
+    """A UTC time that keeps the nanoseconds it was made from.
+
+    containerd's times are nanosecond-exact and so are berthd's records; a
+    datetime alone holds microseconds.  Compared and formatted as the datetime
+    it also is; ``services.content.convert.timestamp`` puts ``ns`` on the wire.
+    A copy made by datetime's own methods (``replace``, arithmetic) has none.
+    """
+
+    ns: int | None = None
+
+    @classmethod
+    def of(cls, ns: int) -> NsTime:
+        seconds, rest = divmod(ns, 1_000_000_000)
+        whole = datetime.fromtimestamp(seconds, UTC)
+        t = cls(*whole.timetuple()[:6], rest // 1000, UTC)
+        t.ns = ns
+        return t
+
+
+def ns_of(t: datetime) -> int:
+    """``t`` in nanoseconds since the epoch, exactly (no float on the way)."""
+    if isinstance(t, NsTime) and t.ns is not None:
+        return t.ns
+    whole = t.replace(microsecond=0)
+    return int(whole.timestamp()) * 1_000_000_000 + t.microsecond * 1000
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ __all__ = [
     "test_second_writer_on_ref_is_refused",
     "test_single_write",
     "test_status",
+    "test_status_times_lie_within_the_writes",
     "test_strict_rejects_negative_offsets",
     "test_update_field_paths",
     "test_write_at_wrong_offset",
@@ -865,6 +867,42 @@ async def test_status(content_target: ContentTarget) -> None:
     await s.finish()
     with raises(errdefs.NotFound):
         await status(t, new_ref("unknown"))
+    await t.store().abort(ref)
+
+
+def _ns(ts: Any) -> int:
+    return int(ts.seconds) * 1_000_000_000 + int(ts.nanos)
+
+
+async def test_status_times_lie_within_the_writes(content_target: ContentTarget) -> None:
+    # containerd's content test suite (checkResumeWriter): an ingest's updated
+    # time lies between the client's clock before and after its last write -
+    # also once its writer is closed and a new one opened.
+    t = content_target
+    ref = new_ref("times")
+    before_start = time.time_ns()
+    s = Stream(t)
+    await s.send(action=content_pb2.STAT, ref=ref, total=256)
+    after_start = time.time_ns()
+    await s.send(action=content_pb2.WRITE, offset=0, data=b"t" * 128)
+    after_write = time.time_ns()
+    window = (after_start, after_write)
+
+    def check(st: Any) -> None:
+        assert before_start <= _ns(st.started_at) <= after_start
+        assert window[0] <= _ns(st.updated_at) <= window[1], (_ns(st.updated_at), window)
+
+    # A writer's own status (what containerd's test reads): the Status call
+    # may see a file's modification time, which a coarse clock sets early.
+    check(await s.send(action=content_pb2.STAT, ref=ref))
+    await s.finish()
+    s2 = Stream(t)
+    check(await s2.send(action=content_pb2.STAT, ref=ref, total=256))
+    window = (time.time_ns(), window[1])
+    await s2.send(action=content_pb2.WRITE, offset=128, data=b"u" * 128)
+    window = (window[0], time.time_ns())
+    check(await s2.send(action=content_pb2.STAT, ref=ref))
+    await s2.finish()
     await t.store().abort(ref)
 
 

@@ -200,7 +200,7 @@ async def test_a_commit_is_recorded_only_when_the_backend_holds_the_blob(tmp_pat
         assert [i async for i in store.walk()] == []
 
 
-async def test_info_answers_the_namespaces_record_to_the_nanosecond(
+async def test_info_list_update_answer_the_namespaces_record_to_the_nanosecond(
     ms: MetaServer, stores: tuple[ProxyContentStore, ProxyContentStore]
 ) -> None:
     a, _ = stores
@@ -212,9 +212,22 @@ async def test_info_answers_the_namespaces_record_to_the_nanosecond(
     info = (await ms.stubs.content.Info(content_pb2.InfoRequest(digest=dgst), metadata=md)).info
     assert (info.digest, info.size) == (dgst, len(data))
     assert dict(info.labels) == {"containerd.io/gc.root": "x", "k": "v"}
-    # containerd keeps nanoseconds: so does the answer.
+    # containerd keeps nanoseconds: so does every answer.
     assert info.created_at.ToNanoseconds() == record.created_at
     assert info.updated_at.ToNanoseconds() == record.updated_at
+    listed = [
+        i
+        async for resp in ms.stubs.content.List(content_pb2.ListContentRequest(), metadata=md)
+        for i in resp.info
+    ]
+    assert [i.created_at.ToNanoseconds() for i in listed] == [record.created_at]
+    update = content_pb2.UpdateRequest(info=content_pb2.Info(digest=dgst, labels={"k": "w"}))
+    update.update_mask.paths.append("labels.k")
+    updated = (await ms.stubs.content.Update(update, metadata=md)).info
+    record = await ms.services.content.record("a", dgst)
+    assert record is not None and record.labels["k"] == "w"
+    assert updated.updated_at.ToNanoseconds() == record.updated_at
+    assert updated.created_at.ToNanoseconds() == record.created_at
     # No record: another namespace's blob, an unknown one, a malformed digest.
     for ns, digest, code, text in (
         ("b", dgst, grpc.StatusCode.NOT_FOUND, f"content digest {dgst}"),
