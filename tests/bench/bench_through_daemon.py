@@ -60,7 +60,7 @@ from api.containerd.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_gr
 from api.containerd.services.version.v1 import version_pb2_grpc
 from api.containerd.types import descriptor_pb2
 from tests.support import Proc, free_port, short_tmpdir
-from tests.support.berthd import Berthd, child_pids, embedded_toml
+from tests.support.berthd import DAEMON_ENV, Berthd, child_pids, embedded_toml
 from tests.support.containerd import Containerd, ctr
 from tests.support.oci import build_image_tar
 
@@ -422,7 +422,7 @@ def startup_berthd(d: Path) -> float:
     b.workdir.mkdir(parents=True, exist_ok=True)
     argv = b.argv()
     s = time.perf_counter()
-    b.proc = Proc(argv, b.log)
+    b.proc = Proc(argv, b.log, env=DAEMON_ENV)
     try:
         until_snapshotter_answers(b.address, b.proc)
         return time.perf_counter() - s

@@ -30,6 +30,8 @@ from tests.support import PYTHON, Proc, wait_for_socket
 from tests.support.containerd import ctr
 
 BIN = Path(PYTHON).parent
+# As scripts/run and deploy/systemd run the daemon (and so its plugins).
+DAEMON_ENV = {"PYTHONOPTIMIZE": "2"}
 
 
 def need_plugin(module: str) -> None:
@@ -110,7 +112,7 @@ class Berthd:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.starts += 1
         self._gc_seen = self.output().count(_STARTUP_GC)
-        self.proc = Proc(self.argv(), self.log, env=self.env)
+        self.proc = Proc(self.argv(), self.log, env={**DAEMON_ENV, **(self.env or {})})
         try:
             wait_for_socket(self.address, timeout=timeout, proc=self.proc.popen)
         except Exception as e:
