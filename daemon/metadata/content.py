@@ -255,9 +255,13 @@ class NamespacedContent:
         A write is answered once handed to the plugin, which writes it (and
         takes its own time) after the client has the answer; containerd's
         status times lie within the client's write calls, and so do ours.
+        A time from before the ingest started belongs to an earlier ingest of
+        the same backend ref, not to this one.
         """
         ns = self._acked.get(bref)
-        return st if ns is None else dataclasses.replace(st, updated_at=NsTime.of(ns))
+        if ns is None or ns < ns_of(st.started_at):
+            return st
+        return dataclasses.replace(st, updated_at=NsTime.of(ns))
 
     def _posted(self, bref: str, inner: Writer) -> PostedWriter:
         def finished() -> None:
