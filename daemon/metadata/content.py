@@ -29,7 +29,6 @@ import logging
 import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from datetime import datetime
 
 from api import errdefs, filters
 from daemon.metadata import records
@@ -60,12 +59,11 @@ INGEST_EXPIRY_NS = 24 * 3600 * 10**9
 ACKED_KEPT = 4096
 
 
-def _dt(ns: int) -> datetime:
-    return NsTime.of(ns)
-
-
-def _info(blob: records.Blob) -> Info:
-    return Info(blob.digest, blob.size, _dt(blob.created_at), _dt(blob.updated_at), blob.labels)
+def blob_info(blob: records.Blob) -> Info:
+    """A namespace's record of a blob as the content store's ``Info``."""
+    return Info(
+        blob.digest, blob.size, NsTime.of(blob.created_at), NsTime.of(blob.updated_at), blob.labels
+    )
 
 
 def _not_found(digest: str) -> errdefs.NotFound:
@@ -119,7 +117,7 @@ class NamespacedContent:
             if remote is None:
                 raise _not_found(digest)
             return remote
-        return _info(blob)
+        return blob_info(blob)
 
     async def update(self, ns: str, info: Info, paths: Sequence[str] = ()) -> Info:
         """Change this namespace's labels of a blob (``labels``, ``labels.<key>``).
@@ -140,7 +138,7 @@ class NamespacedContent:
         async with self.lock.shared():
             updated = await self.db.update(txn)
         if updated is not None:
-            return _info(updated)
+            return blob_info(updated)
         if self.remote is not None:
             remote = await self.remote.update(
                 ns, info.digest, lambda labels: _relabel(labels, info, paths)
@@ -156,7 +154,7 @@ class NamespacedContent:
         found = await filters.select(
             flt, blobs, lambda b: filters.adapt_content_info(b.digest, b.labels)
         )
-        return [_info(b) for b in found]
+        return [blob_info(b) for b in found]
 
     async def delete(self, ns: str, digest: str, lease: str = "") -> None:
         """Forget the blob in ``ns``; the collector frees the bytes when no
@@ -478,7 +476,7 @@ class NamespacedWriter:
                 self._status = dataclasses.replace(st, ref=self.ref)
             return self._status
         i = self._ingest
-        started = _dt(i.started_at)
+        started = NsTime.of(i.started_at)
         return Status(self.ref, i.total, i.total, started, started, i.expected)
 
     def digest(self) -> str:

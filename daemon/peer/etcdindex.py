@@ -26,25 +26,16 @@ from typing import Any
 from api import errdefs
 from api.etcd.etcdserverpb import rpc_pb2
 from daemon.metadata import records
+from daemon.metadata.content import blob_info
 from daemon.metadata.etcd import values
 from daemon.metadata.etcd.client import EtcdError
 from daemon.metadata.etcd.store import EtcdStore
 from daemon.metadata.etcd.tx import EtcdTx
 from daemon.metadata.remote import LabelChange
 from daemon.peer.index import Holder
-from services.content.store import Info, NsTime
+from services.content.store import Info
 
 log = logging.getLogger(__name__)
-
-
-def _info(blob: records.Blob) -> Info:
-    return Info(
-        blob.digest,
-        blob.size,
-        NsTime.of(blob.created_at),
-        NsTime.of(blob.updated_at),
-        blob.labels,
-    )
 
 
 def _json(raw: bytes | None) -> dict[str, Any]:
@@ -97,7 +88,7 @@ class EtcdClusterIndex:
             return blob
 
         blob = await self.store.view(fn)
-        return None if blob is None else _info(blob)
+        return None if blob is None else blob_info(blob)
 
     async def update(self, ns: str, digest: str, change: LabelChange) -> Info | None:
         def fn(tx: EtcdTx) -> records.Blob | None:
@@ -113,7 +104,7 @@ class EtcdClusterIndex:
             return new
 
         blob = await self.store.update(fn)
-        return None if blob is None else _info(blob)
+        return None if blob is None else blob_info(blob)
 
     async def holders(self, ns: str, digest: str) -> Sequence[Holder]:
         found = await self.store.view(lambda tx: self._live_holders(tx, ns, digest))
