@@ -22,6 +22,7 @@ serves it from the backend.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
 import dataclasses
@@ -38,9 +39,10 @@ from daemon.metadata.locks import RWLock
 from daemon.metadata.postedwriter import PostedWriter
 from daemon.metadata.readahead import ReadAhead
 from daemon.metadata.remote import RemoteContent
-from daemon.metadata.store import BLOBS, Tx
+from daemon.metadata.store import BLOBS, NAMESPACES, Tx
 from daemon.metadata.store import INGESTS as INGESTS_TABLE
 from daemon.metadata.validation import apply_label_paths, q, validate_digest, validate_labels
+from services.content.proxy import ProxyContentStore
 from services.content.store import (
     ContentStore,
     Data,
@@ -57,6 +59,9 @@ log = logging.getLogger(__name__)
 INGEST_EXPIRY_NS = 24 * 3600 * 10**9
 # Ingests whose last answered write time is remembered (a few bytes each).
 ACKED_KEPT = 4096
+# Namespaces looked through for another one's record of a blob being
+# written; with more, the backend is asked whether it holds the blob.
+SHARE_SCAN_LIMIT = 64
 
 
 def blob_info(blob: records.Blob) -> Info:
@@ -228,17 +233,18 @@ class NamespacedContent:
         ingest = await self.db.view(lambda tx: tx.get(INGESTS_TABLE, ns, ref))
         if ingest is None:
             raise errdefs.NotFound(f"reference {ref}")
-        st = await self._backend_status(ingest.backend_ref)
+        st = await self._backend_status(ingest)
         return dataclasses.replace(st, ref=ref)
 
-    async def _backend_status(self, bref: str) -> Status:
-        """The backend's status of ``bref``, once a write this daemon answered
-        already has reached it (as containerd's Status sees the bytes of
-        every answered write)."""
+    async def _backend_status(self, ingest: records.Ingest) -> Status:
+        """The backend's status of ``ingest``, once a write this daemon
+        answered already has reached it (as containerd's Status sees the
+        bytes of every answered write), with this daemon's times."""
+        bref = ingest.backend_ref
         writing = self._writing.get(bref)
         if writing is not None:
             await writing.settled()
-        return self._as_answered(bref, await self.backend.status(bref))
+        return self._as_answered(ingest, await self.backend.status(bref))
 
     def _answered(self, bref: str, ns: int) -> None:
         acked = self._acked
@@ -247,26 +253,49 @@ class NamespacedContent:
         if len(acked) > ACKED_KEPT:
             acked.popitem(last=False)
 
-    def _as_answered(self, bref: str, st: Status) -> Status:
-        """``st`` with the time this daemon answered the ingest's last write.
+    def _as_answered(self, ingest: records.Ingest, st: Status) -> Status:
+        """The backend's status ``st`` of ``ingest`` with this daemon's times.
 
-        A write is answered once handed to the plugin, which writes it (and
-        takes its own time) after the client has the answer; containerd's
-        status times lie within the client's write calls, and so do ours.
-        A time from before the ingest started belongs to an earlier ingest of
-        the same backend ref, not to this one.
+        The ingest started when this daemon recorded it, and was last
+        updated when this daemon answered its last write.  Writes are
+        answered once handed to the plugin, and a new ingest is opened there
+        behind the answer, so the plugin takes its own times after the
+        client has its answers; containerd's status times lie within the
+        client's calls, and so do ours.  Bytes written before this daemon
+        started (no write of them answered here) keep the plugin's time.
         """
-        ns = self._acked.get(bref)
-        if ns is None or ns < ns_of(st.started_at):
-            return st
-        return dataclasses.replace(st, updated_at=NsTime.of(ns))
+        started = ingest.started_at
+        acked = self._acked.get(ingest.backend_ref)
+        if acked is not None and acked >= started:
+            updated = acked
+        elif st.offset > 0:
+            updated = max(ns_of(st.updated_at), started)
+        else:
+            updated = started
+        return dataclasses.replace(st, started_at=NsTime.of(started), updated_at=NsTime.of(updated))
 
-    def _posted(self, bref: str, inner: Writer) -> PostedWriter:
+    def _backend_up(self) -> bool:
+        backend = self.backend
+        return not isinstance(backend, ProxyContentStore) or backend.up
+
+    def _posted(self, bref: str, inner: Writer | None = None, total: int = 0) -> PostedWriter:
+        """``inner`` posted; without one, the new ingest ``bref`` opened on the
+        backend behind the writer's answers."""
+
         def finished() -> None:
             if self._writing.get(bref) is w:
                 del self._writing[bref]
 
-        w = PostedWriter(inner, finished)
+        if inner is not None:
+            w = PostedWriter(inner, finished)
+        else:
+            backend = self.backend
+            opening = (
+                backend.start_writer(bref, total)
+                if isinstance(backend, ProxyContentStore)
+                else backend.writer(bref, total)
+            )
+            w = PostedWriter.opening(bref, opening, finished)
         self._writing[bref] = w
         return w
 
@@ -277,7 +306,7 @@ class NamespacedContent:
         out = []
         for ingest in ingests:
             try:
-                st = await self._backend_status(ingest.backend_ref)
+                st = await self._backend_status(ingest)
             except errdefs.NotFound:
                 continue
             out.append(dataclasses.replace(st, ref=ingest.ref))
@@ -296,6 +325,9 @@ class NamespacedContent:
 
         async with self.lock.shared():
             ingest = await self.db.update(txn)
+            held = self._writing.get(ingest.backend_ref)
+            if held is not None:
+                await held.opened()  # aborted after its opening, not before
             if not ingest.expected:
                 # A shared ingest has no backend ingest of its own.
                 with contextlib.suppress(errdefs.NotFound):
@@ -314,6 +346,7 @@ class NamespacedContent:
             raise errdefs.InvalidArgument("ref must not be empty")
         if expected:
             validate_digest(expected)
+        elsewhere = False
         async with self.lock.shared():
             if expected:
 
@@ -327,7 +360,12 @@ class NamespacedContent:
 
                 # Looked up first (no write transaction, no thread hop): the
                 # blob is usually new.
-                present = await self.db.view(lambda tx: tx.get(BLOBS, ns, expected) is not None)
+                present, elsewhere = await self.db.view(
+                    lambda tx: (
+                        tx.get(BLOBS, ns, expected) is not None,
+                        self.shared and _recorded_elsewhere(tx, ns, expected),
+                    )
+                )
                 if (present and await self.db.update(hold)) or await self._remote_has(
                     ns, expected, lease
                 ):
@@ -351,6 +389,22 @@ class NamespacedContent:
                 return ingest, current is None
 
             ingest, created = await self.db.update(begin)
+            if created and not (expected and elsewhere) and self._backend_up():
+                # New, and no namespace has the blob to share: the backend's
+                # ingest is opened behind the answer (see PostedWriter).
+                # A blob the backend holds all the same is written again and
+                # its commit answers AlreadyExists, as with any ingest.  (A
+                # plugin known to be down is asked, and fails the call now.)
+                writer = self._posted(ingest.backend_ref, total=total)
+                started = NsTime.of(ingest.started_at)
+                return NamespacedWriter(
+                    self, ingest, lease, writer, Status(ref, 0, total, started, started)
+                )
+            held = self._writing.get(ingest.backend_ref)
+            if held is not None:
+                # Another writer of ours may still be opening it: the
+                # backend's lock decides between them once it holds it.
+                await held.opened()
             backend_writer: Writer | None = None
             try:
                 # Not the expected digest: the caller must prove the bytes
@@ -438,6 +492,15 @@ class NamespacedContent:
             return removed
 
 
+def _recorded_elsewhere(tx: Tx, ns: str, digest: str) -> bool:
+    """Whether a namespace other than ``ns`` records ``digest`` (true too
+    past SHARE_SCAN_LIMIT namespaces: then the backend is asked)."""
+    names = tx.scan(NAMESPACES)
+    if len(names) > SHARE_SCAN_LIMIT:
+        return True
+    return any(n.name != ns and tx.get(BLOBS, n.name, digest) is not None for n in names)
+
+
 def _drop_ingest(tx: Tx, ns: str, ref: str, lease: str) -> None:
     tx.delete(INGESTS_TABLE, ns, ref)
     remove_from_lease(tx, ns, lease, INGESTS, ref)
@@ -452,6 +515,7 @@ class NamespacedWriter:
         ingest: records.Ingest,
         lease: str,
         backend_writer: Writer | None,
+        status: Status | None = None,
     ) -> None:
         self._content = content
         self._ingest = ingest
@@ -462,7 +526,7 @@ class NamespacedWriter:
         # Write stream asks for it before every message, and only this
         # writer changes the ingest (one writer per ref), so a round trip
         # to the plugin per message would only repeat what we know.
-        self._status: Status | None = None
+        self._status = status
 
     @property
     def ref(self) -> str:
@@ -472,7 +536,7 @@ class NamespacedWriter:
         if self._w is not None:
             if self._status is None:
                 st = await self._w.status()
-                st = self._content._as_answered(self._ingest.backend_ref, st)
+                st = self._content._as_answered(self._ingest, st)
                 self._status = dataclasses.replace(st, ref=self.ref)
             return self._status
         i = self._ingest
@@ -588,15 +652,14 @@ class NamespacedWriter:
                 finally:
                     self._w = None
                     self._status = None
-            await self._check_backend_has(actual, size)
             blob = records.Blob(
                 ingest.namespace, actual, size, dict(labels or {}), records.now_ns(), 0
             )
             blob = dataclasses.replace(blob, updated_at=blob.created_at)
             lease = self._lease
+            ns = ingest.namespace
 
             def txn(tx: Tx) -> bool:
-                ns = ingest.namespace
                 tx.delete(INGESTS_TABLE, ns, ingest.ref)
                 remove_from_lease(tx, ns, lease, INGESTS, ingest.ref)
                 add_to_lease(tx, ns, lease, CONTENT, actual)
@@ -606,8 +669,27 @@ class NamespacedWriter:
                 tx.put(BLOBS, blob)
                 return True
 
+            def unrecord(tx: Tx) -> None:
+                tx.delete(BLOBS, ns, actual)
+                remove_from_lease(tx, ns, lease, CONTENT, actual)
+
+            # Recorded while the backend is asked whether it holds the blob,
+            # and taken back when it does not: nobody can read the bytes in
+            # between either way, and the answer costs no wait of its own.
+            recorded = asyncio.ensure_future(content.db.update(txn))
+            try:
+                await self._check_backend_has(actual, size)
+            except errdefs.DataLoss:
+                if await recorded:
+                    await content.db.update(unrecord, dirty=True, content=True)
+                raise
+            except BaseException:
+                # The backend committed it: the record stands, and is made
+                # before the lock lets the collector look.
+                await asyncio.wait({recorded})
+                raise
             self._committed = actual
-            if not await content.db.update(txn):
+            if not await recorded:
                 raise errdefs.AlreadyExists(f"content {actual}")
             return actual
 

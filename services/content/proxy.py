@@ -7,7 +7,8 @@ errors here and nowhere else on the client side.
 The writer is one Write stream: every operation is a request answered by one
 response, like containerd's remoteWriter, except that ``write`` pipelines the
 chunks of a large buffer (all requests first, then all answers) so a round
-trip is not paid per chunk.
+trip is not paid per chunk, and that ``start_writer`` opens a new ingest
+without waiting for the answer (it is read before the next one).
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ STATUS_WAIT = 5.0
 Metadata = tuple[tuple[str, str], ...]
 T = TypeVar("T")
 
+# Writers closing after their commit (held here until done).
+_closing: set[asyncio.Future[None]] = set()
+
 
 class ProxyContentStore:
     """``ProxyContentStore(channel)``.
@@ -75,6 +79,12 @@ class ProxyContentStore:
         ns_md = namespaces.outgoing(namespace) if namespace else ()
         self._md: Metadata = (*ns_md, *metadata)
         self._name = name
+
+    @property
+    def up(self) -> bool:
+        """Whether the server is thought to answer (a daemon's proxy plugin
+        knows; a plain channel is taken to)."""
+        return True
 
     @contextlib.contextmanager
     def _translate(self) -> Iterator[None]:
@@ -141,6 +151,22 @@ class ProxyContentStore:
         writer._offset = resp.offset
         return writer
 
+    async def start_writer(self, ref: str, total: int = 0) -> ProxyWriter:
+        """A writer of ``ref`` whose opening is sent, not yet answered: for a
+        new ingest, whose first write may follow at once.  The server's
+        answer (or error) is taken with the next operation's."""
+        call = self._write(metadata=self._md)
+        writer = ProxyWriter(self, ref, call)
+        try:
+            await writer._send(
+                content_pb2.WriteContentRequest(action=content_pb2.STAT, ref=ref, total=total)
+            )
+        except BaseException:
+            call.cancel()
+            raise
+        writer._unanswered = 1
+        return writer
+
     async def abort(self, ref: str) -> None:
         with self._translate():
             await self._stub.Abort(content_pb2.AbortRequest(ref=ref), metadata=self._md)
@@ -197,6 +223,8 @@ class ProxyWriter:
         self._offset = 0
         self._digest = ""
         self._closed = False
+        # Requests sent whose answers are still to be read (start_writer's).
+        self._unanswered = 0
         # The first status the call took (see _CORE_INTERNAL).
         self._first_status: tuple[grpc.StatusCode, str] | None = None
         call.add_done_callback(self._on_status)
@@ -230,6 +258,12 @@ class ProxyWriter:
             raise errgrpc.from_rpc_error(e) from None
 
     async def _recv(self) -> content_pb2.WriteContentResponse:
+        while self._unanswered:
+            self._unanswered -= 1
+            await self._recv_one()
+        return await self._recv_one()
+
+    async def _recv_one(self) -> content_pb2.WriteContentResponse:
         with self._store._translate():
             try:
                 resp = await self._call.read()
@@ -343,8 +377,13 @@ class ProxyWriter:
                     labels=dict(labels or {}),
                 )
             )
-        finally:
+        except BaseException:
             await self.close()
+            raise
+        # Committed: the stream's end is the server's business now, and the
+        # caller need not wait for it.
+        _closing.add(task := asyncio.ensure_future(self.close()))
+        task.add_done_callback(_closing.discard)
         if size and resp.offset != size:
             raise errdefs.FailedPrecondition(f"unexpected size: {resp.offset} != {size}")
         if expected and resp.digest != expected:

@@ -95,7 +95,7 @@ def test_hung_supervised_plugin_is_killed_and_restarted(workdir: Path) -> None:
             # Never leave a stopped process behind, whatever happened.
             with contextlib.suppress(ProcessLookupError):
                 os.kill(old, signal.SIGCONT)
-        # Restarted, and answering again (opening an ingest reaches the plugin).
+        # Restarted, and answering again (an ingest opens once it is up).
         wait_until(lambda: write_code(b)[0] == grpc.StatusCode.OK, timeout=30, what="restarted")
         new = b.child("berthd-content")
         assert new != old

@@ -213,7 +213,7 @@ def test_down_plugin_shows_in_the_metrics() -> None:
             )
             s = samples(scrape(metrics))
             assert s["berthd_plugin_scrape_up"] == [({"plugin": "content"}, 0.0)]
-            # Opening an ingest has to reach the plugin (a listing is metadata only).
+            # Opening an ingest fails while it is down (a listing is metadata only).
             assert write_code(b)[0] == grpc.StatusCode.UNAVAILABLE
             page = scrape(metrics)
             assert 'grpc_code="Unavailable"' in page

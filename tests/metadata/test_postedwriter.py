@@ -3,8 +3,11 @@ over a real local content store."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,9 @@ from daemon.metadata.content import NamespacedContent
 from daemon.metadata.db import MetadataDB
 from daemon.metadata.postedwriter import PostedWriter
 from daemon.metadata.sqlite import SqliteStore
+from services.content.ingest import LocalWriter
 from services.content.local import LocalContentStore
+from services.content.store import ns_of
 from tests.content.tinyfs import tiny_tmpfs
 
 MiB = 1 << 20
@@ -109,3 +114,78 @@ async def test_status_of_an_ingest_includes_every_answered_write(tmp_path: Path)
         assert await w.commit(len(data), sha(data)) == sha(data)
     finally:
         await db.close()
+
+
+class _OpensWhenLet(LocalContentStore):
+    """A local store whose writers open only once the test sets ``gate`` (a
+    content plugin slow to answer)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.gate = asyncio.Event()
+        self.opened: list[str] = []
+
+    async def writer(self, ref: str, total: int = 0, expected: str = "") -> LocalWriter:
+        await self.gate.wait()
+        w = await super().writer(ref, total, expected)
+        self.opened.append(ref)
+        return w
+
+
+@pytest.fixture
+async def gated(tmp_path: Path) -> AsyncIterator[tuple[NamespacedContent, _OpensWhenLet]]:
+    db = MetadataDB(SqliteStore(tmp_path / "meta.db"))
+    backend = _OpensWhenLet(tmp_path / "content")
+    try:
+        yield NamespacedContent(db, backend), backend
+    finally:
+        backend.gate.set()
+        await db.close()
+
+
+async def test_a_new_ingest_is_answered_before_the_backend_opens_it(
+    gated: tuple[NamespacedContent, _OpensWhenLet],
+) -> None:
+    content, backend = gated
+    data = os.urandom(1000)
+    before = time.time_ns()
+    # (A bound, not a timing: it waits for ever where the opening is awaited.)
+    w = await asyncio.wait_for(content.writer("ns", "new", len(data), sha(data)), 10)
+    st = await w.status()
+    assert (st.offset, st.total) == (0, len(data))
+    assert await w.write(data) == len(data)
+    assert w.digest() == sha(data)
+    assert backend.opened == []
+    # Its times are the daemon's: it started when it was recorded.
+    assert before <= ns_of(st.started_at) == ns_of(st.updated_at) <= time.time_ns()
+    backend.gate.set()
+    assert await w.commit(len(data), sha(data)) == sha(data)
+    assert len(backend.opened) == 1
+    assert (await content.info("ns", sha(data))).size == len(data)
+
+
+async def test_a_second_writer_waits_for_the_first_ones_opening(
+    gated: tuple[NamespacedContent, _OpensWhenLet],
+) -> None:
+    content, backend = gated
+    first = await asyncio.wait_for(content.writer("ns", "taken", 3), 10)
+    second = asyncio.ensure_future(content.writer("ns", "taken", 3))
+    backend.gate.set()
+    # The first writer holds the backend's ingest: the second is refused,
+    # whichever reached the backend first.
+    with pytest.raises(errdefs.Unavailable, match="locked"):
+        await second
+    await first.write(b"abc")
+    assert await first.commit(3, sha(b"abc")) == sha(b"abc")
+
+
+async def test_a_failed_opening_is_the_next_operations_error(tmp_path: Path) -> None:
+    store = LocalContentStore(tmp_path)
+    holder = await store.writer("taken")
+    w = PostedWriter.opening("taken", store.writer("taken"))
+    assert await w.write(b"abc") == 3  # answered; the opening fails behind it
+    with pytest.raises(errdefs.Unavailable, match="locked"):
+        await w.commit(3, sha(b"abc"))
+    await w.close()
+    await holder.close()
+    assert (await store.status("taken")).offset == 0

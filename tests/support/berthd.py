@@ -215,7 +215,8 @@ def write_code(b: Berthd, timeout: float = 1.0) -> tuple[grpc.StatusCode, str]:
     """A Content.Write STAT through the daemon, with a deadline of ``timeout`` seconds.
 
     Info would be answered from the daemon's metadata alone; opening an ingest
-    has to reach the content plugin.
+    fails while the daemon holds the content plugin down (and is answered
+    without waiting for the plugin once it is up again).
     """
     with b.channel() as ch:
         stub = content_pb2_grpc.ContentStub(ch)
