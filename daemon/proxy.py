@@ -1,7 +1,7 @@
 """Connections to proxy plugins that survive the plugins going away.
 
 A ``ProxyConnection`` owns the channel to one proxy plugin's socket and a
-monitor task.  The monitor dials with tenacity's exponential backoff (a cheap
+monitor task.  The monitor dials with exponential backoff (a cheap
 socket probe, then a fresh channel that must become ready and, when the
 plugin has a health service, report SERVING), marks the plugin up, then
 watches the health stream (or the channel state) until the plugin goes away
@@ -28,7 +28,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from api import errdefs, errgrpc
 from api.grpc.health.v1 import health_pb2, health_pb2_grpc
@@ -228,16 +227,26 @@ class ProxyConnection:
     # --- the monitor -----------------------------------------------------------
 
     async def _nap(self, seconds: float) -> None:
-        """tenacity's sleep: cut short by a caller that found the socket answering."""
+        """The pause between dials: cut short by a caller that found the socket answering."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
         self._wake.clear()
 
-    def _before_sleep(self, state: RetryCallState) -> None:
-        self._failures += 1
-        if self._failures in (1, 10) or self._failures % 100 == 0:
-            exc = state.outcome.exception() if state.outcome else None
-            log.info("%s: dial attempt %d failed: %s", self.describe, self._failures, exc)
+    async def _dial(self) -> None:
+        """Dial until it works: after the n-th failure in a row, wait
+        ``min_backoff * 2**(n-1)`` seconds, at most ``max_backoff``."""
+        attempt = 0
+        while True:
+            try:
+                await self._dial_once()
+                return
+            except (_DialFailed, grpc.RpcError, TimeoutError, OSError) as e:
+                attempt += 1
+                self._failures += 1
+                if self._failures in (1, 10) or self._failures % 100 == 0:
+                    log.info("%s: dial attempt %d failed: %s", self.describe, self._failures, e)
+            backoff = self.min_backoff * 2 ** min(attempt - 1, 32)
+            await self._nap(min(backoff, self.max_backoff))
 
     async def _dial_once(self) -> None:
         if not await self._probe(self.dial_timeout):
@@ -330,15 +339,7 @@ class ProxyConnection:
 
     async def _run(self) -> None:
         while not self._closed:
-            retrying = AsyncRetrying(
-                wait=wait_exponential(multiplier=self.min_backoff, max=self.max_backoff),
-                retry=retry_if_exception_type((_DialFailed, grpc.RpcError, TimeoutError, OSError)),
-                sleep=self._nap,
-                before_sleep=self._before_sleep,
-            )
-            async for attempt in retrying:
-                with attempt:
-                    await self._dial_once()
+            await self._dial()
             channel = self._channel
             assert channel is not None
             self._set_up(True)
