@@ -3,7 +3,7 @@
 A request's header block is decoded once per call, so this is on the hot
 path: after a client's first call nearly every field is a one-byte
 reference into the dynamic table, and decoding is a table lookup per byte.
-Huffman-coded literals are decoded by the ``hpack`` package's table.
+Huffman-coded literals are decoded by ``api.h2.huffman``.
 Strings are kept as ``str`` (UTF-8, or Latin-1 for bytes that are not).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from hpack.huffman_table import decode_huffman
+from api.h2.huffman import decode as decode_huffman
 
 Field = tuple[str, str]
 
@@ -185,6 +185,6 @@ def _string(data: bytes, pos: int) -> tuple[str, int]:
     if huffman:
         try:
             raw = decode_huffman(raw)
-        except Exception as e:
+        except ValueError as e:
             raise DecodeError(f"bad Huffman string: {e}") from None
     return _text(raw), end
