@@ -86,24 +86,31 @@ def _channel(address: str) -> grpc.aio.Channel:
 
 
 class ContentConnection:
-    """One channel to the Content API (and one to ``read_address``), shared by every request."""
+    """One channel to the Content API (and one to ``read_address``), shared by
+    every request, and opened by the first: a differ nobody calls never
+    starts gRPC's client (its threads and a few MB)."""
 
     def __init__(self, address: str, read_address: str | None = None) -> None:
         self.address = address
         self.read_address = read_address
-        self._channel = _channel(address)
+        self._channel: grpc.aio.Channel | None = None
         self._blobs: ProxyContentStore | None = None
         self._read_channel: grpc.aio.Channel | None = None
-        if read_address:
-            self._read_channel = _channel(read_address)
-            self._blobs = ProxyContentStore(self._read_channel, name=f"content at {read_address}")
 
     def for_request(self, metadata: Metadata) -> ContentAdapter:
+        if self._channel is None:
+            self._channel = _channel(self.address)
+            if self.read_address:
+                self._read_channel = _channel(self.read_address)
+                self._blobs = ProxyContentStore(
+                    self._read_channel, name=f"content at {self.read_address}"
+                )
         name = f"content at {self.address}"
         store = ProxyContentStore(self._channel, metadata=metadata, name=name)
         return ContentAdapter(store, self._blobs)
 
     async def close(self) -> None:
-        await self._channel.close()
+        if self._channel is not None:
+            await self._channel.close()
         if self._read_channel is not None:
             await self._read_channel.close()

@@ -122,6 +122,8 @@ class PluginServer:
             self._metrics = MetricsEndpoint(self.registry, cfg.metrics_address)
             await self._metrics.start()
         log.info("%s serving on %s", self.name, cfg.address)
+        # Starting is a burst too: what it freed goes back once it is over.
+        self.heap.touch()
         ready = "READY=1"
         if self._metrics is not None:
             # The address bound (port 0 asks for any): the supervisor learns it here.
