@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,22 +53,32 @@ def _git_revision(start: Path) -> str | None:
     return None
 
 
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
 def installed_version(name: str) -> str | None:
-    """The version of the installed distribution ``name``: the ``Version``
-    of its ``<name>-<version>.dist-info/METADATA`` on ``sys.path``, as
-    importlib.metadata finds it (without the email, zip and csv modules that
-    importing it loads: 2 MB in a process that never needs them again)."""
-    prefix = name.lower().replace("-", "_") + "-"
+    """The version of the installed distribution ``name``, as importlib.metadata
+    finds it (without the email, zip and csv modules importing it loads: 2 MB
+    in a process that never needs them again): the ``Version`` header of the
+    first ``<name>-<version>.dist-info/METADATA`` or ``<name>.egg-info/PKG-INFO``
+    along ``sys.path``."""
+    wanted = _normalized(name)
     for entry in sys.path:
+        where = entry or "."
         try:
-            found = sorted(n for n in os.listdir(entry or ".") if n.endswith(".dist-info"))
+            names = sorted(os.listdir(where))
         except OSError:
             continue
-        for n in found:
-            if not n.lower().startswith(prefix):
+        for n in names:
+            stem, dot, kind = n.rpartition(".")
+            if not dot or kind not in ("dist-info", "egg-info"):
                 continue
+            if _normalized(stem.split("-", 1)[0]) != wanted:
+                continue
+            headers = os.path.join(where, n, "METADATA" if kind == "dist-info" else "PKG-INFO")
             try:
-                with open(os.path.join(entry or ".", n, "METADATA"), encoding="utf-8") as f:
+                with open(headers, encoding="utf-8") as f:
                     for line in f:
                         if not line.strip():
                             break  # the headers end here

@@ -29,7 +29,7 @@ import dataclasses
 import logging
 import time
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 from api import errdefs, filters
 from daemon.metadata import records
@@ -278,9 +278,15 @@ class NamespacedContent:
         backend = self.backend
         return not isinstance(backend, ProxyContentStore) or backend.up
 
-    def _posted(self, bref: str, inner: Writer | None = None, total: int = 0) -> PostedWriter:
+    def _posted(
+        self,
+        bref: str,
+        inner: Writer | None = None,
+        total: int = 0,
+        on_failed: Callable[[], Awaitable[None]] | None = None,
+    ) -> PostedWriter:
         """``inner`` posted; without one, the new ingest ``bref`` opened on the
-        backend behind the writer's answers."""
+        backend behind the writer's answers (``on_failed`` runs if it is not)."""
 
         def finished() -> None:
             if self._writing.get(bref) is w:
@@ -295,7 +301,7 @@ class NamespacedContent:
                 if isinstance(backend, ProxyContentStore)
                 else backend.writer(bref, total)
             )
-            w = PostedWriter.opening(bref, opening, finished)
+            w = PostedWriter.opening(bref, opening, finished, on_failed)
         self._writing[bref] = w
         return w
 
@@ -395,7 +401,19 @@ class NamespacedContent:
                 # A blob the backend holds all the same is written again and
                 # its commit answers AlreadyExists, as with any ingest.  (A
                 # plugin known to be down is asked, and fails the call now.)
-                writer = self._posted(ingest.backend_ref, total=total)
+                created_ingest = ingest
+
+                async def forget() -> None:
+                    # Not opened after all: the record goes, as it would
+                    # had the opening been waited for.
+                    def txn(tx: Tx) -> None:
+                        now = tx.get(INGESTS_TABLE, ns, ref)
+                        if now is not None and now.backend_ref == created_ingest.backend_ref:
+                            _drop_ingest(tx, ns, ref, lease)
+
+                    await self.db.update(txn)
+
+                writer = self._posted(ingest.backend_ref, total=total, on_failed=forget)
                 started = NsTime.of(ingest.started_at)
                 return NamespacedWriter(
                     self, ingest, lease, writer, Status(ref, 0, total, started, started)
@@ -673,20 +691,28 @@ class NamespacedWriter:
                 tx.delete(BLOBS, ns, actual)
                 remove_from_lease(tx, ns, lease, CONTENT, actual)
 
-            # Recorded while the backend is asked whether it holds the blob,
-            # and taken back when it does not: nobody can read the bytes in
-            # between either way, and the answer costs no wait of its own.
+            # Recorded while the backend is asked whether it holds the blob
+            # (so the answer costs no wait of its own), and taken back when
+            # it does not: then the record shows for as long as the question
+            # took, of bytes that were lost at that moment anyway.
             recorded = asyncio.ensure_future(content.db.update(txn))
             try:
                 await self._check_backend_has(actual, size)
-            except errdefs.DataLoss:
-                if await recorded:
+            except errdefs.DataLoss as lost:
+                try:
+                    put = await recorded
+                except Exception as e:
+                    raise lost from e
+                if put:
                     await content.db.update(unrecord, dirty=True, content=True)
                 raise
             except BaseException:
                 # The backend committed it: the record stands, and is made
-                # before the lock lets the collector look.
+                # before the lock lets the collector look.  Its own error,
+                # if any, comes second to this one.
                 await asyncio.wait({recorded})
+                if not recorded.cancelled():
+                    recorded.exception()
                 raise
             self._committed = actual
             if not await recorded:

@@ -33,11 +33,22 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol, runtime_checkable
 
 from api import errdefs
 from services.content.store import Data, Status, Writer
 
 log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class AnsweredLater(Protocol):
+    """A backend writer whose opening request may still be unanswered when
+    it is handed over (``ProxyContentStore.start_writer``'s)."""
+
+    async def answered(self) -> None:
+        """Return once the backend has acted on the opening; raises its error."""
+        ...
 
 
 class PostedWriter:
@@ -49,9 +60,11 @@ class PostedWriter:
         self._ref = inner.ref
         self._on_finish = on_finish
         self._pending: asyncio.Future[None] | None = None
-        # The opening still in flight (``opening``): a write may follow it
-        # without waiting, as the one write in flight.
+        # A new ingest's opening (``opening``): done once the backend holds
+        # the ingest (or failed to open it); ``_sent`` is done once the
+        # opening request is on its way, which is all a first write waits for.
         self._opening: asyncio.Future[None] | None = None
+        self._sent: asyncio.Future[None] | None = None
         # The hash of every byte of the ingest, once known to start at 0;
         # None while unknown or when this writer cannot vouch for it.
         self._hasher: hashlib._Hash | None = None
@@ -59,19 +72,40 @@ class PostedWriter:
 
     @classmethod
     def opening(
-        cls, ref: str, inner: Awaitable[Writer], on_finish: Callable[[], None] | None = None
+        cls,
+        ref: str,
+        inner: Awaitable[Writer],
+        on_finish: Callable[[], None] | None = None,
+        on_failed: Callable[[], Awaitable[None]] | None = None,
     ) -> PostedWriter:
         """The writer of the new ingest ``ref`` (at offset 0) that ``inner``
         opens on the backend; its operations wait for the opening only when
-        they must."""
+        they must.  ``on_failed`` runs when the backend does not open it,
+        before anyone learns so."""
         w = cls.__new__(cls)
-        w._inner, w._ref, w._on_finish = None, ref, on_finish
+        w._inner, w._ref, w._on_finish, w._pending = None, ref, on_finish, None
         w._hasher, w._decided = hashlib.sha256(), True
-        w._pending = w._opening = asyncio.ensure_future(w._open(inner))
+        w._sent = asyncio.get_running_loop().create_future()
+        w._opening = asyncio.ensure_future(w._open(inner, w._sent, on_failed))
         return w
 
-    async def _open(self, inner: Awaitable[Writer]) -> None:
-        self._inner = await inner
+    async def _open(
+        self,
+        inner: Awaitable[Writer],
+        sent: asyncio.Future[None],
+        on_failed: Callable[[], Awaitable[None]] | None,
+    ) -> None:
+        try:
+            try:
+                self._inner = writer = await inner
+            finally:
+                sent.set_result(None)
+            if isinstance(writer, AnsweredLater):
+                await writer.answered()
+        except Exception:
+            if on_failed is not None:
+                await on_failed()
+            raise
 
     def _backend(self) -> Writer:
         """The backend writer; only once settled."""
@@ -83,22 +117,20 @@ class PostedWriter:
     def ref(self) -> str:
         return self._ref
 
+    def _in_flight(self) -> set[asyncio.Future[None]]:
+        return {f for f in (self._opening, self._pending) if f is not None}
+
     async def settled(self) -> None:
-        """Return once no write is in flight; its error is left for this
-        writer's next operation."""
-        pending = self._pending
-        if pending is not None:
-            await asyncio.wait({pending})
+        """Return once the backend holds the ingest and no write is in flight;
+        their errors are left for this writer's next operation."""
+        if flying := self._in_flight():
+            await asyncio.wait(flying)
 
     async def opened(self) -> None:
-        """Return once the backend writer is open (or failed to open: the
+        """Return once the backend holds the ingest (or failed to open it: the
         error is left for this writer's next operation)."""
-        opening = self._opening
-        if opening is not None:
-            await asyncio.wait({opening})
-        elif self._inner is None and self._pending is not None:
-            # The opening is behind the write in flight.
-            await asyncio.wait({self._pending})
+        if self._opening is not None:
+            await asyncio.wait({self._opening})
 
     def _finished(self) -> None:
         if self._on_finish is not None:
@@ -106,16 +138,26 @@ class PostedWriter:
             on_finish()
 
     async def _settle(self) -> None:
-        """Wait for the write in flight; its error is raised here (once)."""
-        pending, self._pending = self._pending, None
-        if pending is None:
-            return
-        try:
-            await pending
-        except BaseException:
+        """Wait for the opening and the write in flight; the first error is
+        raised here (once).  They are forgotten only once done, so that
+        ``settled`` and ``opened`` meanwhile wait for them too."""
+        error: Exception | None = None
+        for fut in (self._opening, self._pending):
+            if fut is None:
+                continue
+            try:
+                # Shielded: a caller who gives up does not stop the backend's work.
+                await asyncio.shield(fut)
+            except Exception as e:
+                error = error or e
+        if self._opening is not None and self._opening.done():
+            self._opening = None
+        if self._pending is not None and self._pending.done():
+            self._pending = None
+        if error is not None:
             # The backend has an unknown part of the bytes: its digest rules.
             self._hasher = None
-            raise
+            raise error
 
     async def status(self) -> Status:
         await self._settle()
@@ -132,19 +174,20 @@ class PostedWriter:
         return "" if self._inner is None else self._inner.digest()
 
     async def write(self, data: Data) -> int:
-        opening = self._opening
-        if opening is not None and self._pending is opening and data and not opening.done():
-            # Behind the opening: answered now, written once it is open.
-            self._opening = None
+        sent = self._sent
+        if sent is not None and data and self._pending is None and self._opening is not None:
+            # The first write of a new ingest: answered now, and sent once
+            # the opening request is (the backend answers them in order).
+            self._sent = None
         else:
-            opening = None
+            sent = None
             await self._settle()
         if not self._decided:
             await self.status()
         if self._hasher is None or not data:
             return await self._backend().write(data)
         self._hasher.update(data)
-        self._pending = asyncio.ensure_future(self._post(data, opening))
+        self._pending = asyncio.ensure_future(self._post(data, sent))
         return len(data)
 
     async def _post(self, data: Data, after: asyncio.Future[None] | None = None) -> None:

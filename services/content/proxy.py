@@ -223,8 +223,10 @@ class ProxyWriter:
         self._offset = 0
         self._digest = ""
         self._closed = False
-        # Requests sent whose answers are still to be read (start_writer's).
+        # Requests sent whose answers are still to be read (start_writer's),
+        # and the lock that keeps answers read in order by one reader.
         self._unanswered = 0
+        self._reading = asyncio.Lock()
         # The first status the call took (see _CORE_INTERNAL).
         self._first_status: tuple[grpc.StatusCode, str] | None = None
         call.add_done_callback(self._on_status)
@@ -258,10 +260,19 @@ class ProxyWriter:
             raise errgrpc.from_rpc_error(e) from None
 
     async def _recv(self) -> content_pb2.WriteContentResponse:
-        while self._unanswered:
-            self._unanswered -= 1
-            await self._recv_one()
-        return await self._recv_one()
+        async with self._reading:
+            while self._unanswered:
+                self._unanswered -= 1
+                await self._recv_one()
+            return await self._recv_one()
+
+    async def answered(self) -> None:
+        """Return once the server has answered the opening ``start_writer``
+        sent (it holds the ingest then); raises the server's error."""
+        async with self._reading:
+            while self._unanswered:
+                self._unanswered -= 1
+                await self._recv_one()
 
     async def _recv_one(self) -> content_pb2.WriteContentResponse:
         with self._store._translate():
@@ -383,7 +394,7 @@ class ProxyWriter:
         # Committed: the stream's end is the server's business now, and the
         # caller need not wait for it.
         _closing.add(task := asyncio.ensure_future(self.close()))
-        task.add_done_callback(_closing.discard)
+        task.add_done_callback(_closed)
         if size and resp.offset != size:
             raise errdefs.FailedPrecondition(f"unexpected size: {resp.offset} != {size}")
         if expected and resp.digest != expected:
@@ -405,6 +416,12 @@ class ProxyWriter:
             log.debug("ref %s: write stream ended with %s", self._ref, e)
         finally:
             self._call.cancel()
+
+
+def _closed(task: asyncio.Future[None]) -> None:
+    _closing.discard(task)
+    if not task.cancelled() and (e := task.exception()) is not None:
+        log.debug("closing a write stream after its commit: %s", e)
 
 
 def _is_core_internal(code: grpc.StatusCode | None, details: str | None) -> bool:

@@ -39,3 +39,10 @@ def test_unknown_and_unreadable_distributions(
     )
     monkeypatch.setattr(sys, "path", [str(tmp_path / d) for d in "abc"])
     assert installed_version("demo-pkg") == "3.0"
+    assert installed_version("Demo.Pkg") == "3.0"  # names compare normalized
+    # An egg-info (a setuptools develop install) earlier on the path wins.
+    (tmp_path / "a" / "demo_pkg.egg-info").mkdir()
+    (tmp_path / "a" / "demo_pkg.egg-info" / "PKG-INFO").write_text(
+        "Metadata-Version: 2.1\nName: demo-pkg\nVersion: 0.5\n"
+    )
+    assert installed_version("demo-pkg") == "0.5"

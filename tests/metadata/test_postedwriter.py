@@ -17,6 +17,7 @@ from daemon.metadata.content import NamespacedContent
 from daemon.metadata.db import MetadataDB
 from daemon.metadata.postedwriter import PostedWriter
 from daemon.metadata.sqlite import SqliteStore
+from daemon.metadata.store import INGESTS
 from services.content.ingest import LocalWriter
 from services.content.local import LocalContentStore
 from services.content.store import ns_of
@@ -117,16 +118,22 @@ async def test_status_of_an_ingest_includes_every_answered_write(tmp_path: Path)
 
 
 class _OpensWhenLet(LocalContentStore):
-    """A local store whose writers open only once the test sets ``gate`` (a
-    content plugin slow to answer)."""
+    """A local store whose first writer opens only once the test sets ``gate``
+    (a content plugin slow to answer), or fails with ``refusal``."""
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
         self.gate = asyncio.Event()
         self.opened: list[str] = []
+        self.refusal: Exception | None = None
+        self._calls = 0
 
     async def writer(self, ref: str, total: int = 0, expected: str = "") -> LocalWriter:
-        await self.gate.wait()
+        self._calls += 1
+        if self._calls == 1:
+            await self.gate.wait()
+            if self.refusal is not None:
+                raise self.refusal
         w = await super().writer(ref, total, expected)
         self.opened.append(ref)
         return w
@@ -170,9 +177,11 @@ async def test_a_second_writer_waits_for_the_first_ones_opening(
     content, backend = gated
     first = await asyncio.wait_for(content.writer("ns", "taken", 3), 10)
     second = asyncio.ensure_future(content.writer("ns", "taken", 3))
+    # The second would reach the backend first (only the first's opening is
+    # held back): it waits for the first's opening instead, and is refused.
+    await asyncio.sleep(0.1)
+    assert not second.done() and backend.opened == []
     backend.gate.set()
-    # The first writer holds the backend's ingest: the second is refused,
-    # whichever reached the backend first.
     with pytest.raises(errdefs.Unavailable, match="locked"):
         await second
     await first.write(b"abc")
@@ -189,3 +198,40 @@ async def test_a_failed_opening_is_the_next_operations_error(tmp_path: Path) -> 
     await w.close()
     await holder.close()
     assert (await store.status("taken")).offset == 0
+
+
+async def test_an_ingest_aborted_while_opening_is_aborted_once_open(
+    gated: tuple[NamespacedContent, _OpensWhenLet],
+) -> None:
+    content, backend = gated
+    w = await asyncio.wait_for(content.writer("ns", "gone", 3), 10)
+    abort = asyncio.ensure_future(content.abort("ns", "gone"))
+    await asyncio.sleep(0.1)
+    backend.gate.set()
+    await abort
+    await w.close()  # its opening is over, one way or the other
+    # Nothing is left behind: neither the record nor the backend's ingest.
+    with pytest.raises(errdefs.NotFound):
+        await content.status("ns", "gone")
+    assert await backend.list_statuses() == []
+
+
+async def test_an_ingest_the_backend_does_not_open_is_forgotten(
+    gated: tuple[NamespacedContent, _OpensWhenLet],
+) -> None:
+    content, backend = gated
+    backend.refusal = errdefs.ResourceExhausted("no space left on device")
+    backend.gate.set()
+    w = await content.writer("ns", "refused", 3)
+    assert await w.write(b"abc") == 3  # answered; the opening fails behind it
+    with pytest.raises(errdefs.ResourceExhausted, match="no space left"):
+        await w.commit(3, sha(b"abc"))
+    await w.close()
+    # As when the opening was waited for: no record of an ingest nobody holds.
+    assert await content.db.view(lambda tx: tx.get(INGESTS, "ns", "refused")) is None
+    with pytest.raises(errdefs.NotFound):
+        await content.status("ns", "refused")
+    # The ref is free for a new try.
+    again = await content.writer("ns", "refused", 3)
+    await again.write(b"abc")
+    assert await again.commit(3, sha(b"abc")) == sha(b"abc")
