@@ -78,7 +78,9 @@ class ContainersServicer(containers_pb2_grpc.ContainersServicer):
         self, request: api.GetContainerRequest, context: Context
     ) -> api.GetContainerResponse:
         c = await self.store.get(namespace(context), request.id)
-        return api.GetContainerResponse(container=to_proto(c))
+        resp = api.GetContainerResponse()
+        fill(resp.container, c)  # in place: no copy of a built message
+        return resp
 
     async def List(
         self, request: api.ListContainersRequest, context: Context

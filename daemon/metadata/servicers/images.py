@@ -55,7 +55,9 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
 
     async def Get(self, request: api.GetImageRequest, context: Context) -> api.GetImageResponse:
         img = await self.store.get(namespace(context), request.name)
-        return api.GetImageResponse(image=to_proto(img))
+        resp = api.GetImageResponse()
+        fill(resp.image, img)  # in place: no copy of a built message
+        return resp
 
     async def List(
         self, request: api.ListImagesRequest, context: Context
