@@ -137,21 +137,15 @@ class ProxyContentStore:
         return [status_from_proto(s) for s in resp.statuses]
 
     async def writer(self, ref: str, total: int = 0, expected: str = "") -> ProxyWriter:
-        call = self._write(metadata=self._md)
-        writer = ProxyWriter(self, ref, call)
+        writer = await self.start_writer(ref, total, expected)
         try:
-            resp = await writer._roundtrip(
-                content_pb2.WriteContentRequest(
-                    action=content_pb2.STAT, ref=ref, total=total, expected=expected
-                )
-            )
+            await writer.answered()
         except BaseException:
-            call.cancel()
+            writer._call.cancel()
             raise
-        writer._offset = resp.offset
         return writer
 
-    async def start_writer(self, ref: str, total: int = 0) -> ProxyWriter:
+    async def start_writer(self, ref: str, total: int = 0, expected: str = "") -> ProxyWriter:
         """A writer of ``ref`` whose opening is sent, not yet answered: for a
         new ingest, whose first write may follow at once.  The server's
         answer (or error) is taken with the next operation's."""
@@ -159,7 +153,9 @@ class ProxyContentStore:
         writer = ProxyWriter(self, ref, call)
         try:
             await writer._send(
-                content_pb2.WriteContentRequest(action=content_pb2.STAT, ref=ref, total=total)
+                content_pb2.WriteContentRequest(
+                    action=content_pb2.STAT, ref=ref, total=total, expected=expected
+                )
             )
         except BaseException:
             call.cancel()
@@ -261,18 +257,20 @@ class ProxyWriter:
 
     async def _recv(self) -> content_pb2.WriteContentResponse:
         async with self._reading:
-            while self._unanswered:
-                self._unanswered -= 1
-                await self._recv_one()
+            await self._read_unanswered()
             return await self._recv_one()
 
     async def answered(self) -> None:
         """Return once the server has answered the opening ``start_writer``
-        sent (it holds the ingest then); raises the server's error."""
+        sent (it holds the ingest then, at the offset it answered); raises
+        the server's error."""
         async with self._reading:
-            while self._unanswered:
-                self._unanswered -= 1
-                await self._recv_one()
+            await self._read_unanswered()
+
+    async def _read_unanswered(self) -> None:
+        while self._unanswered:
+            self._unanswered -= 1
+            self._offset = (await self._recv_one()).offset
 
     async def _recv_one(self) -> content_pb2.WriteContentResponse:
         with self._store._translate():
