@@ -49,10 +49,6 @@ def ingest_dir(root: Path, ref: str) -> Path:
     return root / "ingest" / hashlib.sha256(ref.encode()).hexdigest()
 
 
-def to_datetime(ns: int) -> datetime:
-    return NsTime.of(ns)
-
-
 def format_time(ns: int) -> str:
     """RFC 3339 with trimmed nanoseconds, as Go's ``Time.MarshalText`` writes UTC."""
     base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000))
@@ -132,7 +128,7 @@ def read_status(path: Path) -> Status:
         # absent, so listings skip it and a new writer starts over.
         raise errdefs.NotFound(f"ingest {path.name}: {e}") from None
     # updatedat is only rewritten when a writer closes: the data file may be newer.
-    modified = to_datetime(st.st_mtime_ns)
+    modified = NsTime.of(st.st_mtime_ns)
     return Status(
         ref=ref,
         offset=st.st_size,
@@ -195,8 +191,8 @@ class LocalWriter:
             ref=self._ref,
             offset=self._offset,
             total=self._total,
-            started_at=to_datetime(self._started_ns),
-            updated_at=to_datetime(self._updated_ns),
+            started_at=NsTime.of(self._started_ns),
+            updated_at=NsTime.of(self._updated_ns),
         )
 
     def digest(self) -> str:

@@ -34,10 +34,17 @@ from services.content.ingest import (
     ingest_dir,
     read_status,
     remove_ingest,
-    to_datetime,
     write_atomic,
 )
-from services.content.store import READ_CHUNK, ContentStore, Info, ReaderAt, Status, ns_of
+from services.content.store import (
+    READ_CHUNK,
+    ContentStore,
+    Info,
+    NsTime,
+    ReaderAt,
+    Status,
+    ns_of,
+)
 from services.content.validation import ALGORITHMS, split_digest, validate_labels
 
 log = logging.getLogger(__name__)
@@ -165,8 +172,8 @@ class LocalContentStore:
         return Info(
             digest=digest,
             size=st.st_size,
-            created_at=to_datetime(st.st_mtime_ns),
-            updated_at=to_datetime(st.st_atime_ns),
+            created_at=NsTime.of(st.st_mtime_ns),
+            updated_at=NsTime.of(st.st_atime_ns),
             labels=self._read_labels(digest),
         )
 
@@ -204,7 +211,7 @@ class LocalContentStore:
                 digest=info.digest,
                 size=current.size,
                 created_at=current.created_at,
-                updated_at=to_datetime(now),
+                updated_at=NsTime.of(now),
                 labels=kept,
             )
 
@@ -309,7 +316,7 @@ class LocalContentStore:
         since = self._locks[ref]
         raise errdefs.Unavailable(
             f"ref {ref} locked for {time.time() - since:.3f}s "
-            f"(since {to_datetime(int(since * 1e9)).isoformat()})"
+            f"(since {NsTime.of(int(since * 1e9)).isoformat()})"
         )
 
     def _unlock(self, ref: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from services.content.convert import GO_ZERO_SECONDS, from_timestamp, timestamp
-from services.content.ingest import format_time, parse_time, to_datetime
+from services.content.ingest import format_time, parse_time
 from services.content.store import NsTime, ns_of
 
 NS = 1_764_620_000_123_456_789
@@ -18,7 +18,7 @@ def test_a_time_made_from_nanoseconds_puts_them_on_the_wire() -> None:
     assert (ts.seconds, ts.nanos) == (1_764_620_000, 123_456_789)
     back = from_timestamp(ts)
     assert isinstance(back, NsTime) and back.ns == NS
-    assert timestamp(to_datetime(NS)).ToNanoseconds() == NS
+    assert timestamp(NsTime.of(NS)).ToNanoseconds() == NS
 
 
 def test_go_zero_time_and_plain_datetimes() -> None:
