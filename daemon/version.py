@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,14 +58,14 @@ def _normalized(name: str) -> str:
     return re.sub(r"[-_.]+", "_", name).lower()
 
 
-def installed_version(name: str) -> str | None:
+def installed_version(name: str, path: Sequence[str] | None = None) -> str | None:
     """The version of the installed distribution ``name``, as importlib.metadata
     finds it (without the email, zip and csv modules importing it loads: 2 MB
     in a process that never needs them again): the ``Version`` header of the
     first ``<name>-<version>.dist-info/METADATA`` or ``<name>.egg-info/PKG-INFO``
-    along ``sys.path``."""
+    along ``path`` (``sys.path`` by default)."""
     wanted = _normalized(name)
-    for entry in sys.path:
+    for entry in sys.path if path is None else path:
         where = entry or "."
         try:
             names = sorted(os.listdir(where))

@@ -401,19 +401,19 @@ class NamespacedContent:
                 # A blob the backend holds all the same is written again and
                 # its commit answers AlreadyExists, as with any ingest.  (A
                 # plugin known to be down is asked, and fails the call now.)
-                created_ingest = ingest
+                bref = ingest.backend_ref
 
                 async def forget() -> None:
                     # Not opened after all: the record goes, as it would
                     # had the opening been waited for.
                     def txn(tx: Tx) -> None:
                         now = tx.get(INGESTS_TABLE, ns, ref)
-                        if now is not None and now.backend_ref == created_ingest.backend_ref:
+                        if now is not None and now.backend_ref == bref:
                             _drop_ingest(tx, ns, ref, lease)
 
                     await self.db.update(txn)
 
-                writer = self._posted(ingest.backend_ref, total=total, on_failed=forget)
+                writer = self._posted(bref, total=total, on_failed=forget)
                 started = NsTime.of(ingest.started_at)
                 return NamespacedWriter(
                     self, ingest, lease, writer, Status(ref, 0, total, started, started)
