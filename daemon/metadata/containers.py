@@ -73,7 +73,7 @@ class ContainerStore:
 
     async def get(self, ns: str, cid: str) -> records.Container:
         """Raises NotFound."""
-        found = await self.db.view(lambda tx: tx.get(CONTAINERS, ns, cid))
+        found = await self.db.get(CONTAINERS, ns, cid)
         if found is None:
             raise errdefs.NotFound(f"container {q(cid)} in namespace {q(ns)}")
         return found

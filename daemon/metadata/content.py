@@ -111,12 +111,12 @@ class NamespacedContent:
     async def record(self, ns: str, digest: str) -> records.Blob | None:
         """This node's record of a blob in ``ns``; None when it has none (a
         malformed digest never has one, so this does not validate)."""
-        return await self.db.view(lambda tx: tx.get(BLOBS, ns, digest))
+        return await self.db.get(BLOBS, ns, digest)
 
     async def info(self, ns: str, digest: str) -> Info:
         """Raises InvalidArgument for a malformed digest, NotFound."""
         validate_digest(digest)
-        blob = await self.db.view(lambda tx: tx.get(BLOBS, ns, digest))
+        blob = await self.db.get(BLOBS, ns, digest)
         if blob is None:
             remote = await self.remote.info(ns, digest) if self.remote is not None else None
             if remote is None:
@@ -183,12 +183,12 @@ class NamespacedContent:
         one the namespace recorded at commit (the bytes are immutable).
         """
         validate_digest(digest)
-        blob = await self.db.view(lambda tx: tx.get(BLOBS, ns, digest))
+        blob = await self.db.get(BLOBS, ns, digest)
         if blob is None:
             if self.remote is None:
                 raise _not_found(digest)
             await self._fetch_remote(self.remote, ns, digest, lease)
-            blob = await self.db.view(lambda tx: tx.get(BLOBS, ns, digest))
+            blob = await self.db.get(BLOBS, ns, digest)
             if blob is None:
                 raise _not_found(digest)
         return self.readahead.reader(digest, blob.size)
@@ -230,7 +230,7 @@ class NamespacedContent:
 
     async def status(self, ns: str, ref: str) -> Status:
         """Raises NotFound when ``ns`` has no ingest ``ref``."""
-        ingest = await self.db.view(lambda tx: tx.get(INGESTS_TABLE, ns, ref))
+        ingest = await self.db.get(INGESTS_TABLE, ns, ref)
         if ingest is None:
             raise errdefs.NotFound(f"reference {ref}")
         st = await self._backend_status(ingest)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from daemon.metadata import records
-from daemon.metadata.store import NAMESPACES, MetadataStore, Tx
+from daemon.metadata.store import NAMESPACES, MetadataStore, R, Table, Tx
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,9 @@ class MetadataDB:
 
     async def view(self, fn: Callable[[Tx], T]) -> T:
         return await self.store.view(fn)
+
+    async def get(self, table: Table[R], *key: str) -> R | None:
+        return await self.store.get(table, *key)
 
     async def update(
         self,

@@ -65,7 +65,7 @@ class ImageStore:
 
     async def get(self, ns: str, name: str) -> records.Image:
         """Raises NotFound."""
-        image = await self.db.view(lambda tx: tx.get(IMAGES, ns, name))
+        image = await self.db.get(IMAGES, ns, name)
         if image is None:
             raise errdefs.NotFound(f"image {q(name)}")
         return image

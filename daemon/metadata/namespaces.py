@@ -42,7 +42,7 @@ class NamespaceStore:
 
     async def get(self, name: str) -> records.Namespace:
         """A namespace nobody created reads as one without labels, as in containerd 1.6."""
-        found = await self.db.view(lambda tx: tx.get(NAMESPACES, name))
+        found = await self.db.get(NAMESPACES, name)
         return found or records.Namespace(name, {})
 
     async def list(self) -> list[records.Namespace]:

@@ -122,7 +122,7 @@ class NamespacedSnapshotter:
         return f"{SNAPSHOT_RESOURCE}/{self.name}"
 
     async def _record(self, ns: str, key: str) -> records.Snapshot:
-        rec = await self.db.view(lambda tx: tx.get(SNAPSHOTS, ns, self.name, key))
+        rec = await self.db.get(SNAPSHOTS, ns, self.name, key)
         if rec is None:
             raise _missing(key)
         return rec

@@ -12,6 +12,13 @@ on the caller's thread (the event loop) with a connection of its own and see
 the last committed state: a read is a few index lookups in the page cache,
 cheaper than the hand-off to a thread and back that it used to take (WAL
 mode never makes a reader wait for the writer).
+
+A read of one record by its key (``get``: what every Get and Info asks) is
+answered from a small cache of decoded records while nothing was written
+since it was read.  Every write transaction is counted twice, when it begins
+and when it ends, so a count that is even and unchanged proves that no write
+began since (see ``SqliteStore.get``).  All writes of the database go
+through this store's writer thread: nothing else changes it under the cache.
 """
 
 from __future__ import annotations
@@ -36,6 +43,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SCHEMA_VERSION = 1
+
+# Records ``SqliteStore.get`` keeps: enough for the objects a client polls,
+# a few hundred KB at most.
+POINT_CACHE = 256
 
 
 def _ddl(table: Table[Any]) -> str:
@@ -139,6 +150,10 @@ class SqliteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="metadata-write")
         self._closed = False
+        # Write transactions begun plus those ended: odd while one runs.
+        # Only the writer thread changes it.
+        self._writes = 0
+        self._points: dict[tuple[str, tuple[str, ...]], tuple[int, Any]] = {}
         # Create the schema before anything else can read.
         self._writer.submit(self._init_schema).result()
 
@@ -182,8 +197,9 @@ class SqliteStore:
 
     def _run_write(self, fn: Callable[[SqliteTx], T]) -> T:
         conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
+        self._writes += 1
         try:
+            conn.execute("BEGIN IMMEDIATE")
             result = fn(SqliteTx(conn, writable=True))
             # Inside the try: a COMMIT that fails (SQLITE_BUSY, disk full)
             # leaves the transaction open, and the next BEGIN on this
@@ -193,6 +209,8 @@ class SqliteStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        finally:
+            self._writes += 1
         return result
 
     def _run_read(self, fn: Callable[[SqliteTx], T]) -> T:
@@ -213,6 +231,28 @@ class SqliteStore:
         self._check_open()
         return self._run_read(fn)
 
+    async def get(self, table: Table[R], *key: str) -> R | None:
+        self._check_open()
+        if len(key) != len(table.key):
+            raise errdefs.InvalidArgument(f"{table.name}: get needs the full key")
+        writes = self._writes
+        at = (table.name, key)
+        if not writes & 1:
+            kept = self._points.get(at)
+            if kept is not None and kept[0] == writes:
+                return kept[1]  # type: ignore[no-any-return]
+        # One statement: SQLite runs it on one snapshot without a BEGIN.
+        row = self._connection().execute(_select(table, len(key)), key).fetchone()
+        record = None if row is None else codec.decode(table.record, row)
+        # Kept only when no write ran at any time around the read: then it
+        # is the committed state, until the next write begins.
+        if not writes & 1 and self._writes == writes:
+            points = self._points
+            if at not in points and len(points) >= POINT_CACHE:
+                del points[next(iter(points))]
+            points[at] = (writes, record)
+        return record
+
     async def update(self, fn: Callable[[SqliteTx], T]) -> T:
         self._check_open()
         loop = asyncio.get_running_loop()
@@ -222,6 +262,7 @@ class SqliteStore:
         if self._closed:
             return
         self._closed = True
+        self._points.clear()
         await asyncio.to_thread(self._shutdown)
 
     def _shutdown(self) -> None:

@@ -124,6 +124,14 @@ class MetadataStore(Protocol):
         """
         ...
 
+    async def get(self, table: Table[R], *key: str) -> R | None:
+        """The record of ``table`` under the full ``key``, or None: a read of
+        one record, as ``view(lambda tx: tx.get(table, *key))`` gives it.
+
+        Raises InvalidArgument when ``key`` is not the full key.
+        """
+        ...
+
     async def update(self, fn: Callable[[Tx], T]) -> T:
         """Run ``fn`` as one atomic read-write transaction; returns what it returns.
 

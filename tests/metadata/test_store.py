@@ -168,6 +168,28 @@ async def test_full_keys_and_prefix_lengths_are_checked(stores: StoreMaker) -> N
         await store.close()
 
 
+async def test_get_reads_one_record_as_a_view_would(stores: StoreMaker) -> None:
+    store = await stores.open()
+    try:
+        img = image("ns", "docker.io/x:1")
+        assert await store.get(IMAGES, "ns", img.name) is None
+        await store.update(lambda tx: tx.put(IMAGES, img))
+        assert await store.get(IMAGES, "ns", img.name) == img
+        assert await store.get(IMAGES, "other", img.name) is None
+        assert await store.get(IMAGES, "ns", img.name) == img
+        relabelled = records.Image("ns", img.name, img.target, {"new": "1"}, 1, 3)
+        await store.update(lambda tx: tx.put(IMAGES, relabelled))
+        assert await store.get(IMAGES, "ns", img.name) == relabelled
+        await store.update(lambda tx: tx.delete(IMAGES, "ns", img.name))
+        assert await store.get(IMAGES, "ns", img.name) is None
+        with pytest.raises(errdefs.InvalidArgument, match="full key"):
+            await store.get(IMAGES, "ns")
+    finally:
+        await store.close()
+    with pytest.raises(errdefs.Unavailable):
+        await store.get(IMAGES, "ns", "docker.io/x:1")
+
+
 async def test_blobs_put_get_delete(stores: StoreMaker) -> None:
     store = await stores.open()
     try:

@@ -59,11 +59,11 @@ from daemon.metadata.etcd.node import NodeSession
 from daemon.metadata.etcd.settings import EtcdSettings
 from daemon.metadata.etcd.tx import EtcdTx
 from daemon.metadata.etcd.watch import ClusterWatch
+from daemon.metadata.store import R, Table
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-R = TypeVar("R")
 
 THREADS = 16
 # A collection may take this many request timeouts.
@@ -243,6 +243,10 @@ class EtcdStore:
 
     async def view(self, fn: Callable[[EtcdTx], T]) -> T:
         return await self._run(fn, writable=False, divisible=False)
+
+    async def get(self, table: Table[R], *key: str) -> R | None:
+        # Other nodes write too: every read goes to etcd.
+        return await self.view(lambda tx: tx.get(table, *key))
 
     async def update(self, fn: Callable[[EtcdTx], T]) -> T:
         return await self._run(fn, writable=True, divisible=False)
