@@ -26,7 +26,7 @@ import grpc
 
 from api.h2 import frames as f
 from api.h2 import hpack
-from api.h2.context import Context
+from api.h2.context import Context, Metadata
 from api.h2.stream import (
     CODE_INT,
     STREAM_STREAM,
@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 CONNECTION_WINDOW = 16 << 20
 CREDIT_BATCH = 64 << 10
 
+# Header blocks remembered per connection with what they said (see _request).
+PARSED_BLOCKS = 64
+
 # Request headers that are transport, not the caller's metadata.
 _RESERVED = frozenset(
     ("content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "host")
@@ -59,6 +62,7 @@ class Connection(asyncio.Protocol):
         self.buf = bytearray()
         self.preface_seen = False
         self.decoder = hpack.Decoder()
+        self.parsed: dict[bytes, tuple[int, str, float | None, Metadata]] = {}
         self.streams: dict[int, Stream] = {}
         self.last_sid = 0
         self.send_window = f.DEFAULT_WINDOW
@@ -264,11 +268,25 @@ class Connection(asyncio.Protocol):
             self.header_end_stream = bool(flags & f.END_STREAM)
 
     def _request(self, sid: int, block: bytes, end_stream: bool) -> None:
-        try:
-            fields = self.decoder.decode(block)
-        except hpack.DecodeError as e:
-            self._fail(f.COMPRESSION_ERROR, f"header block does not decode: {e}")
-            return
+        # A client repeating a call sends the same block (every field a
+        # reference into the dynamic table): what it says is taken from the
+        # last time, as long as the table has not changed since.
+        decoder = self.decoder
+        seen = self.parsed.get(block)
+        if seen is not None and seen[0] == decoder.changes:
+            _, path, timeout, md = seen
+        else:
+            before = decoder.changes
+            try:
+                fields = decoder.decode(block)
+            except hpack.DecodeError as e:
+                self._fail(f.COMPRESSION_ERROR, f"header block does not decode: {e}")
+                return
+            path, timeout, md = _call_headers(fields)
+            if decoder.changes == before:  # a block that adds to the table is never sent again
+                if len(self.parsed) >= PARSED_BLOCKS:
+                    self.parsed.clear()
+                self.parsed[block] = (before, path, timeout, md)
         stream = self.streams.get(sid)
         if stream is not None:  # trailers from the client end its side
             if end_stream:
@@ -281,21 +299,6 @@ class Connection(asyncio.Protocol):
         if self.server.stopping:
             self.write(f.rst_stream(sid, f.REFUSED_STREAM))
             return
-        path = ""
-        timeout: float | None = None
-        metadata: list[tuple[str, str | bytes]] = []
-        for name, value in fields:
-            if name[0] == ":":
-                if name == ":path":
-                    path = value
-            elif name == "grpc-timeout":
-                timeout = f.parse_timeout(value)
-            elif name not in _RESERVED:
-                if name.endswith("-bin"):
-                    metadata.append((name, base64.b64decode(value + "=" * (-len(value) % 4))))
-                else:
-                    metadata.append((name, value))
-        md = tuple(metadata)
         method = self.server.lookup(path, md)
         if method is None:
             out = f.RESPONSE_HEADERS + f.status_fields(
@@ -481,3 +484,23 @@ def _wake(waiters: list[asyncio.Future[None]]) -> None:
     for waiter in waiters:
         if not waiter.done():
             waiter.set_result(None)
+
+
+def _call_headers(fields: list[hpack.Field]) -> tuple[str, float | None, Metadata]:
+    """The path, the timeout (seconds) and the caller's metadata a request's
+    header fields carry."""
+    path = ""
+    timeout: float | None = None
+    metadata: list[tuple[str, str | bytes]] = []
+    for name, value in fields:
+        if name[0] == ":":
+            if name == ":path":
+                path = value
+        elif name == "grpc-timeout":
+            timeout = f.parse_timeout(value)
+        elif name not in _RESERVED:
+            if name.endswith("-bin"):
+                metadata.append((name, base64.b64decode(value + "=" * (-len(value) % 4))))
+            else:
+                metadata.append((name, value))
+    return path, timeout, tuple(metadata)

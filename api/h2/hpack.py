@@ -100,6 +100,9 @@ class Decoder:
         self.max_size = max_table_size  # what the encoder chose, up to that
         self.size = 0
         self.table: deque[Field] = deque()  # newest first
+        # Changes of the dynamic table so far: a block decodes to the same
+        # fields as long as this count is the same.
+        self.changes = 0
 
     def _field(self, index: int) -> Field:
         if 0 < index <= _STATIC_COUNT:
@@ -113,6 +116,7 @@ class Decoder:
         size = 32 + len(field[0].encode()) + len(field[1].encode())
         self.table.appendleft(field)
         self.size += size
+        self.changes += 1
         self._evict()
 
     def _evict(self) -> None:
@@ -139,6 +143,7 @@ class Decoder:
                     if size > self.max_allowed:
                         raise DecodeError(f"table size {size} over {self.max_allowed}")
                     self.max_size = size
+                    self.changes += 1
                     self._evict()
                 else:  # literal, not indexed (0000) or never indexed (0001)
                     index, pos = _integer(data, pos, 4)

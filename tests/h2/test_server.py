@@ -347,3 +347,65 @@ async def test_headers_that_do_not_decode_end_the_connection(served: Any) -> Non
     # The last frame the server sent is a GOAWAY with COMPRESSION_ERROR.
     assert f.goaway(0, f.COMPRESSION_ERROR)[3:4] in data
     assert b"does not decode" in data
+
+
+def _hstr(text: str) -> bytes:
+    """An HPACK string literal, not Huffman-coded (short strings only)."""
+    raw = text.encode()
+    assert len(raw) < 127
+    return bytes([len(raw)]) + raw
+
+
+async def _answered(reader: asyncio.StreamReader, sid: int) -> None:
+    """Read frames until the trailers of stream ``sid``."""
+    from api.h2 import frames as f
+
+    while True:
+        head = await asyncio.wait_for(reader.readexactly(9), 5)
+        word, flags, got = f.HEADER.unpack(head)
+        await reader.readexactly(word >> 8)
+        if word & 0xFF == f.HEADERS and flags & f.END_STREAM and got == sid:
+            return
+
+
+async def test_a_repeated_header_block_is_read_against_the_table_of_now(served: Any) -> None:
+    # The server remembers what a header block said, for a client that sends
+    # the same block again; once the dynamic table changed, the same bytes
+    # say something else and must be read again.
+    from api.h2 import frames as f
+
+    _, probe, _, sock = served
+    common = (
+        b"\x83\x86"  # :method POST, :scheme http
+        + b"\x04"  # :path, not indexed
+        + _hstr(f"/{SERVICE}/Echo")
+        + b"\x01"  # :authority, not indexed
+        + _hstr("x")
+        + b"\x0f\x10"  # content-type, not indexed
+        + _hstr("application/grpc")
+        + b"\x00"  # a new name, not indexed
+        + _hstr("te")
+        + _hstr("trailers")
+    )
+
+    def adding(value: str) -> bytes:  # x-who: value, added to the table (index 62)
+        return common + b"\x40" + _hstr("x-who") + _hstr(value)
+
+    newest = common + b"\xbe"  # index 62: the newest entry of the table
+    reader, writer = await asyncio.open_unix_connection(sock)
+    writer.write(f.PREFACE + f.settings({}))
+    seen = []
+    for sid, block in enumerate(
+        [adding("a"), newest, newest, adding("b"), newest, newest], start=0
+    ):
+        sid = 2 * sid + 1
+        message = f.MESSAGE_PREFIX.pack(0, 2) + b"hi"
+        writer.write(
+            f.frame(f.HEADERS, f.END_HEADERS, sid, block)
+            + f.frame(f.DATA, f.END_STREAM, sid, message)
+        )
+        await writer.drain()
+        await _answered(reader, sid)
+        seen.append(probe.metadata["x-who"])
+    writer.close()
+    assert seen == ["a", "a", "a", "b", "b", "b"]
