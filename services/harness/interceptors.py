@@ -23,83 +23,42 @@ import grpc
 
 from api import errdefs, errgrpc
 from services.harness.decoding import Undecodable, tolerant
-from services.harness.metrics import GO_CODE_NAMES, GrpcServerMetrics
+from services.harness.metrics import GO_CODE_NAMES, GrpcServerMetrics, MethodCounts
 
 log = logging.getLogger(__name__)
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 
-class _MethodMetrics:
-    """One method's metric children, resolved on first use and kept: looking a
-    labelled child up on every call costs more than the RPC's own bookkeeping."""
-
-    __slots__ = ("_handled", "_handling", "_received", "_sent", "_started", "labels", "metrics")
-
-    def __init__(self, metrics: GrpcServerMetrics, labels: tuple[str, str, str]) -> None:
-        self.metrics = metrics
-        self.labels = labels
-        self._started: Any = None
-        self._received: Any = None
-        self._sent: Any = None
-        self._handling: Any = None
-        self._handled: dict[str, Any] = {}
-
-    def started(self) -> None:
-        if self._started is None:
-            self._started = self.metrics.started.labels(*self.labels)
-        self._started.inc()
-
-    def received(self) -> None:
-        if self._received is None:
-            self._received = self.metrics.received.labels(*self.labels)
-        self._received.inc()
-
-    def sent(self) -> None:
-        if self._sent is None:
-            self._sent = self.metrics.sent.labels(*self.labels)
-        self._sent.inc()
-
-    def done(self, code: grpc.StatusCode, elapsed: float) -> None:
-        name = GO_CODE_NAMES[code.name]
-        child = self._handled.get(name)
-        if child is None:
-            child = self._handled[name] = self.metrics.handled.labels(*self.labels, name)
-        child.inc()
-        if self._handling is None:
-            self._handling = self.metrics.handling.labels(*self.labels)
-        self._handling.observe(elapsed)
-
-
 class _Call:
     """Per-RPC bookkeeping: timing and the final code."""
 
-    __slots__ = ("labels", "metrics", "on_done", "start")
+    __slots__ = ("counts", "labels", "on_done", "start")
 
     def __init__(
         self,
-        metrics: _MethodMetrics | None,
+        counts: MethodCounts | None,
         labels: tuple[str, str, str],
         on_done: Callable[[], None] | None = None,
     ) -> None:
-        self.metrics = metrics
+        self.counts = counts
         self.labels = labels
         self.on_done = on_done
         self.start = time.perf_counter()
-        if metrics is not None:
-            metrics.started()
+        if counts is not None:
+            counts.started += 1
 
     def received(self) -> None:
-        if self.metrics is not None:
-            self.metrics.received()
+        if self.counts is not None:
+            self.counts.received += 1
 
     def sent(self) -> None:
-        if self.metrics is not None:
-            self.metrics.sent()
+        if self.counts is not None:
+            self.counts.sent += 1
 
     def done(self, code: grpc.StatusCode) -> None:
-        if self.metrics is not None:
-            self.metrics.done(code, time.perf_counter() - self.start)
+        if self.counts is not None:
+            self.counts.done(GO_CODE_NAMES[code.name], time.perf_counter() - self.start)
         if self.on_done is not None:
             self.on_done()
 
@@ -147,9 +106,9 @@ def edge_handler(
     if req_des is not None:  # None: the handler takes raw bytes (a relay)
         req_des = tolerant(req_des)
 
-    def method_metrics(kind: str) -> tuple[_MethodMetrics | None, tuple[str, str, str]]:
+    def method_metrics(kind: str) -> tuple[MethodCounts | None, tuple[str, str, str]]:
         labels = (kind, service, method)
-        return (_MethodMetrics(metrics, labels) if metrics is not None else None), labels
+        return (metrics.method(*labels) if metrics is not None else None), labels
 
     if handler.unary_unary is not None:
         inner_uu: Any = handler.unary_unary

@@ -9,19 +9,21 @@ containerd's metrics address.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import logging
-from dataclasses import dataclass, field
+import time
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
-    Counter,
-    Histogram,
     gc_collector,
     generate_latest,
     platform_collector,
     process_collector,
 )
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.samples import Sample
 
 log = logging.getLogger(__name__)
 
@@ -61,43 +63,122 @@ def new_registry() -> CollectorRegistry:
     return registry
 
 
-@dataclass
-class GrpcServerMetrics:
-    registry: CollectorRegistry
-    started: Counter = field(init=False)
-    handled: Counter = field(init=False)
-    received: Counter = field(init=False)
-    sent: Counter = field(init=False)
-    handling: Histogram = field(init=False)
+_LABELS = ("grpc_type", "grpc_service", "grpc_method")
+_STARTED = ("grpc_server_started", "RPCs started on the server.")
+_HANDLED = (
+    "grpc_server_handled",
+    "RPCs completed on the server, regardless of success or failure.",
+)
+_RECEIVED = ("grpc_server_msg_received", "Stream messages received on the server.")
+_SENT = ("grpc_server_msg_sent", "Stream messages sent by the server.")
+_HANDLING = (
+    "grpc_server_handling_seconds",
+    "Response latency of RPCs handled by the server, in seconds.",
+)
 
-    def __post_init__(self) -> None:
-        labels = ("grpc_type", "grpc_service", "grpc_method")
-        r = self.registry
-        self.started = Counter(
-            "grpc_server_started", "RPCs started on the server.", labels, registry=r
-        )
-        self.handled = Counter(
-            "grpc_server_handled",
-            "RPCs completed on the server, regardless of success or failure.",
-            (*labels, "grpc_code"),
-            registry=r,
-        )
-        self.received = Counter(
-            "grpc_server_msg_received",
-            "Stream messages received on the server.",
-            labels,
-            registry=r,
-        )
-        self.sent = Counter(
-            "grpc_server_msg_sent", "Stream messages sent by the server.", labels, registry=r
-        )
-        self.handling = Histogram(
-            "grpc_server_handling_seconds",
-            "Response latency of RPCs handled by the server, in seconds.",
-            labels,
-            buckets=HANDLING_BUCKETS,
-            registry=r,
-        )
+
+class MethodCounts:
+    """The counts of one method (``labels``: type, service, method) in the
+    gRPC families, as plain numbers: every call changes five of them, which
+    through prometheus_client's locked values cost more than a metadata
+    call's own work.  Only the event loop's thread changes them; a scrape
+    reads them as they are."""
+
+    __slots__ = (
+        "buckets",
+        "created",
+        "handled",
+        "labels",
+        "received",
+        "seconds",
+        "sent",
+        "started",
+    )
+
+    def __init__(self, labels: tuple[str, str, str]) -> None:
+        self.labels = labels
+        self.created = time.time()
+        self.started = 0
+        self.received = 0
+        self.sent = 0
+        # Go code name -> (calls, when the first one ended).
+        self.handled: dict[str, list[float]] = {}
+        # Calls per bucket of HANDLING_BUCKETS, not cumulative; the last is +Inf's own.
+        self.buckets = [0] * (len(HANDLING_BUCKETS) + 1)
+        self.seconds = 0.0
+
+    def done(self, code: str, elapsed: float) -> None:
+        """A call ended with ``code`` (Go's name of it) after ``elapsed`` seconds."""
+        count = self.handled.get(code)
+        if count is None:
+            self.handled[code] = [1, time.time()]
+        else:
+            count[0] += 1
+        self.buckets[bisect.bisect_left(HANDLING_BUCKETS, elapsed)] += 1
+        self.seconds += elapsed
+
+
+class GrpcServerMetrics:
+    """go-grpc-prometheus's server families, kept per method in
+    ``MethodCounts`` and handed to ``registry`` when it is scraped.
+
+    A series shows once it counted something, as a labelled child of
+    prometheus_client shows once used; each has its ``_created`` sample.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._methods: dict[tuple[str, str, str], MethodCounts] = {}
+        registry.register(self)
+
+    def method(self, kind: str, service: str, method: str) -> MethodCounts:
+        labels = (kind, service, method)
+        counts = self._methods.get(labels)
+        if counts is None:
+            counts = self._methods[labels] = MethodCounts(labels)
+        return counts
+
+    def describe(self) -> list[Metric]:
+        return list(_families())
+
+    def collect(self) -> list[Metric]:
+        started, handled, received, sent, handling = _families()
+        for m in list(self._methods.values()):
+            labels, created = list(m.labels), m.created
+            if m.started:
+                started.add_metric(labels, m.started, created=created)
+            for code, (count, first) in list(m.handled.items()):
+                handled.add_metric([*labels, code], count, created=first)
+            if m.received:
+                received.add_metric(labels, m.received, created=created)
+            if m.sent:
+                sent.add_metric(labels, m.sent, created=created)
+            buckets = list(m.buckets)
+            if any(buckets):
+                cumulative = list(zip(_BOUND_NAMES, itertools.accumulate(buckets), strict=True))
+                handling.add_metric(labels, cumulative, m.seconds)
+                by_name = dict(zip(_LABELS, labels, strict=True))
+                handling.samples.append(Sample(_HANDLING[0] + "_created", by_name, created))
+        return [started, handled, received, sent, handling]
+
+
+# The histogram's ``le`` labels, as Go prints the bounds.
+_BOUND_NAMES = (*(repr(float(b)) for b in HANDLING_BUCKETS), "+Inf")
+
+
+def _families() -> tuple[
+    CounterMetricFamily,
+    CounterMetricFamily,
+    CounterMetricFamily,
+    CounterMetricFamily,
+    HistogramMetricFamily,
+]:
+    return (
+        CounterMetricFamily(*_STARTED, labels=_LABELS),
+        CounterMetricFamily(*_HANDLED, labels=(*_LABELS, "grpc_code")),
+        CounterMetricFamily(*_RECEIVED, labels=_LABELS),
+        CounterMetricFamily(*_SENT, labels=_LABELS),
+        HistogramMetricFamily(*_HANDLING, labels=_LABELS),
+    )
 
 
 class MetricsEndpoint:
