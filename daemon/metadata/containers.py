@@ -81,7 +81,7 @@ class ContainerStore:
     async def list(self, ns: str, exprs: Sequence[str] = ()) -> list[records.Container]:
         """Raises InvalidArgument for a filter that does not parse."""
         flt = await filters.parse_all_async(*exprs)
-        found = await self.db.view(lambda tx: tx.scan(CONTAINERS, ns))
+        found = await self.db.scan(CONTAINERS, ns)
         if flt is filters.ALWAYS:
             return found
         return await filters.select(

@@ -155,7 +155,7 @@ class NamespacedContent:
     async def walk(self, ns: str, exprs: Sequence[str] = ()) -> builtins.list[Info]:
         """Raises InvalidArgument for a filter that does not parse."""
         flt = await filters.parse_all_async(*exprs)
-        blobs = await self.db.view(lambda tx: tx.scan(BLOBS, ns))
+        blobs = await self.db.scan(BLOBS, ns)
         found = await filters.select(
             flt, blobs, lambda b: filters.adapt_content_info(b.digest, b.labels)
         )
@@ -308,7 +308,7 @@ class NamespacedContent:
     async def list_statuses(self, ns: str, exprs: Sequence[str] = ()) -> builtins.list[Status]:
         """Raises InvalidArgument for a filter that does not parse."""
         flt = await filters.parse_all_async(*exprs)
-        ingests = await self.db.view(lambda tx: tx.scan(INGESTS_TABLE, ns))
+        ingests = await self.db.scan(INGESTS_TABLE, ns)
         out = []
         for ingest in ingests:
             try:

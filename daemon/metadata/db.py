@@ -62,6 +62,9 @@ class MetadataDB:
     async def get(self, table: Table[R], *key: str) -> R | None:
         return await self.store.get(table, *key)
 
+    async def scan(self, table: Table[R], *prefix: str) -> list[R]:
+        return await self.store.scan(table, *prefix)
+
     async def update(
         self,
         fn: Callable[[Tx], T],

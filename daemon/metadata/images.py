@@ -73,7 +73,7 @@ class ImageStore:
     async def list(self, ns: str, exprs: Sequence[str] = ()) -> list[records.Image]:
         """Raises InvalidArgument for a filter that does not parse."""
         flt = await filters.parse_all_async(*exprs)
-        found = await self.db.view(lambda tx: tx.scan(IMAGES, ns))
+        found = await self.db.scan(IMAGES, ns)
         if flt is filters.ALWAYS:
             return found
         return await filters.select(flt, found, _adapt)

@@ -106,7 +106,7 @@ class LeaseManager:
     async def list(self, ns: str, exprs: Sequence[str] = ()) -> list[records.Lease]:
         """Raises InvalidArgument for a filter that does not parse."""
         flt = await filters.parse_all_async(*exprs)
-        found = await self.db.view(lambda tx: tx.scan(LEASES, ns))
+        found = await self.db.scan(LEASES, ns)
         return await filters.select(flt, found, lambda le: filters.adapt_lease(le.id, le.labels))
 
     async def add_resource(self, ns: str, lease_id: str, rtype: str, rid: str) -> None:

@@ -46,7 +46,7 @@ class NamespaceStore:
         return found or records.Namespace(name, {})
 
     async def list(self) -> list[records.Namespace]:
-        return await self.db.view(lambda tx: tx.scan(NAMESPACES))
+        return await self.db.scan(NAMESPACES)
 
     async def update(
         self, name: str, labels: Mapping[str, str], paths: Sequence[str]

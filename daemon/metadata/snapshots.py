@@ -401,7 +401,7 @@ class NamespacedSnapshotter:
         """The namespace's snapshots matching any of the filters (name, parent,
         kind, labels.<key>).  Raises InvalidArgument for a bad filter."""
         flt = await filters.parse_all_async(*exprs)
-        recs = await self.db.view(lambda tx: tx.scan(SNAPSHOTS, ns, self.name))
+        recs = await self.db.scan(SNAPSHOTS, ns, self.name)
         if not recs:
             return []
         by_key: dict[str, Info] = {}

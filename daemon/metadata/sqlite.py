@@ -13,12 +13,13 @@ the last committed state: a read is a few index lookups in the page cache,
 cheaper than the hand-off to a thread and back that it used to take (WAL
 mode never makes a reader wait for the writer).
 
-A read of one record by its key (``get``: what every Get and Info asks) is
-answered from a small cache of decoded records while nothing was written
-since it was read.  Every write transaction is counted twice, when it begins
-and when it ends, so a count that is even and unchanged proves that no write
-began since (see ``SqliteStore.get``).  All writes of the database go
-through this store's writer thread: nothing else changes it under the cache.
+A read of one record by its key (``get``: what every Get and Info asks), or
+of a short list (``scan``: a namespace's few images), is answered from a
+small cache of decoded records while nothing was written since it was read.
+Every write transaction is counted twice, when it begins and when it ends,
+so a count that is even and unchanged proves that no write began since (see
+``SqliteStore._keep``).  All writes of the database go through this store's
+writer thread: nothing else changes it under the cache.
 """
 
 from __future__ import annotations
@@ -47,6 +48,42 @@ SCHEMA_VERSION = 1
 # Records ``SqliteStore.get`` keeps: enough for the objects a client polls,
 # a few hundred KB at most.
 POINT_CACHE = 256
+# Scans ``SqliteStore.scan`` keeps, each of at most SCAN_KEPT records: the
+# lists of a namespace's few objects, as ``ctr ... ls`` asks for them.
+SCANS_KEPT = 16
+SCAN_KEPT = 32
+
+_NOTHING: Any = object()
+
+
+class _Kept:
+    """Values read at a count of writes, up to ``bound`` of them (the oldest
+    goes first); one is given back only at the count it was read at."""
+
+    __slots__ = ("bound", "values")
+
+    def __init__(self, bound: int) -> None:
+        self.bound = bound
+        self.values: dict[tuple[str, tuple[str, ...]], tuple[int, Any]] = {}
+
+    def get(self, at: tuple[str, tuple[str, ...]], writes: int) -> Any:
+        """The value kept at ``at`` if read at ``writes`` (even), else _NOTHING."""
+        kept = self.values.get(at)
+        if kept is None or kept[0] != writes or writes & 1:
+            return _NOTHING
+        return kept[1]
+
+    def put(self, at: tuple[str, tuple[str, ...]], writes: int, value: Any) -> None:
+        values = self.values
+        if at not in values and len(values) >= self.bound:
+            del values[next(iter(values))]
+        values[at] = (writes, value)
+
+    def clear(self) -> None:
+        self.values.clear()
+
+    def __len__(self) -> int:
+        return len(self.values)
 
 
 def _ddl(table: Table[Any]) -> str:
@@ -153,7 +190,8 @@ class SqliteStore:
         # Write transactions begun plus those ended: odd while one runs.
         # Only the writer thread changes it.
         self._writes = 0
-        self._points: dict[tuple[str, tuple[str, ...]], tuple[int, Any]] = {}
+        self._points = _Kept(POINT_CACHE)
+        self._scans = _Kept(SCANS_KEPT)
         # Create the schema before anything else can read.
         self._writer.submit(self._init_schema).result()
 
@@ -237,21 +275,33 @@ class SqliteStore:
             raise errdefs.InvalidArgument(f"{table.name}: get needs the full key")
         writes = self._writes
         at = (table.name, key)
-        if not writes & 1:
-            kept = self._points.get(at)
-            if kept is not None and kept[0] == writes:
-                return kept[1]  # type: ignore[no-any-return]
+        kept = self._points.get(at, writes)
+        if kept is not _NOTHING:
+            return kept  # type: ignore[no-any-return]
         # One statement: SQLite runs it on one snapshot without a BEGIN.
         row = self._connection().execute(_select(table, len(key)), key).fetchone()
         record = None if row is None else codec.decode(table.record, row)
-        # Kept only when no write ran at any time around the read: then it
-        # is the committed state, until the next write begins.
-        if not writes & 1 and self._writes == writes:
-            points = self._points
-            if at not in points and len(points) >= POINT_CACHE:
-                del points[next(iter(points))]
-            points[at] = (writes, record)
+        self._keep(self._points, at, writes, record)
         return record
+
+    async def scan(self, table: Table[R], *prefix: str) -> list[R]:
+        self._check_open()
+        writes = self._writes
+        at = (table.name, prefix)
+        kept = self._scans.get(at, writes)
+        if kept is not _NOTHING:
+            return list(kept)
+        rows = self._connection().execute(_select_ordered(table, len(prefix)), prefix).fetchall()
+        records = [codec.decode(table.record, row) for row in rows]
+        if len(records) <= SCAN_KEPT:
+            self._keep(self._scans, at, writes, tuple(records))
+        return records
+
+    def _keep(self, kept: _Kept, at: tuple[str, tuple[str, ...]], writes: int, value: Any) -> None:
+        # Only what was read while no write ran at any time around the read:
+        # then it is the committed state, until the next write begins.
+        if not writes & 1 and self._writes == writes:
+            kept.put(at, writes, value)
 
     async def update(self, fn: Callable[[SqliteTx], T]) -> T:
         self._check_open()
@@ -263,6 +313,7 @@ class SqliteStore:
             return
         self._closed = True
         self._points.clear()
+        self._scans.clear()
         await asyncio.to_thread(self._shutdown)
 
     def _shutdown(self) -> None:

@@ -132,6 +132,14 @@ class MetadataStore(Protocol):
         """
         ...
 
+    async def scan(self, table: Table[R], *prefix: str) -> list[R]:
+        """The records of ``table`` whose key starts with ``prefix``, in key
+        order: ``view(lambda tx: tx.scan(table, *prefix))``.
+
+        Raises InvalidArgument for a prefix longer than the key.
+        """
+        ...
+
     async def update(self, fn: Callable[[Tx], T]) -> T:
         """Run ``fn`` as one atomic read-write transaction; returns what it returns.
 

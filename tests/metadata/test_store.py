@@ -190,6 +190,35 @@ async def test_get_reads_one_record_as_a_view_would(stores: StoreMaker) -> None:
         await store.get(IMAGES, "ns", "docker.io/x:1")
 
 
+async def test_scan_reads_a_list_as_a_view_would(stores: StoreMaker) -> None:
+    store = await stores.open()
+    try:
+        first = [image("ns", f"docker.io/x:{i}") for i in range(3)]
+
+        def put_all(tx: Tx) -> None:
+            for img in first:
+                tx.put(IMAGES, img)
+            tx.put(IMAGES, image("other", "docker.io/y:1"))
+
+        await store.update(put_all)
+        listed = await store.scan(IMAGES, "ns")
+        assert listed == first == await store.view(lambda tx: tx.scan(IMAGES, "ns"))
+        listed.clear()  # the caller's own list
+        assert await store.scan(IMAGES, "ns") == first
+        await store.update(lambda tx: tx.delete(IMAGES, "ns", first[0].name))
+        assert await store.scan(IMAGES, "ns") == first[1:]
+        assert [i.name for i in await store.scan(IMAGES)] == [
+            *(i.name for i in first[1:]),
+            "docker.io/y:1",
+        ]
+        with pytest.raises(errdefs.InvalidArgument):
+            await store.scan(NAMESPACES, "a", "b")
+    finally:
+        await store.close()
+    with pytest.raises(errdefs.Unavailable):
+        await store.scan(IMAGES, "ns")
+
+
 async def test_blobs_put_get_delete(stores: StoreMaker) -> None:
     store = await stores.open()
     try:

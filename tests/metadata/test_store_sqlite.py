@@ -11,7 +11,13 @@ import pytest
 
 from api import errdefs
 from daemon.metadata import records
-from daemon.metadata.sqlite import POINT_CACHE, SCHEMA_VERSION, SqliteStore
+from daemon.metadata.sqlite import (
+    POINT_CACHE,
+    SCAN_KEPT,
+    SCANS_KEPT,
+    SCHEMA_VERSION,
+    SqliteStore,
+)
 from daemon.metadata.store import (
     NAMESPACES,
     Tx,
@@ -120,5 +126,33 @@ async def test_point_reads_kept_are_bounded(tmp_path: Path) -> None:
             assert await store.get(NAMESPACES, n) == records.Namespace(n)
         assert len(store._points) == POINT_CACHE
         assert await store.get(NAMESPACES, "ns0") == records.Namespace("ns0")
+    finally:
+        await store.close()
+
+
+async def test_a_short_scan_is_kept_until_the_next_write_and_a_long_one_never(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "m.db"
+    store = SqliteStore(path)
+    try:
+        names = [f"n{i:03}" for i in range(SCAN_KEPT + 1)]
+
+        def put_all(tx: Tx) -> None:
+            for n in names:
+                tx.put(NAMESPACES, records.Namespace(n, {"a": "1"}))
+
+        await store.update(put_all)
+        assert len(await store.scan(NAMESPACES)) == SCAN_KEPT + 1
+        assert await store.scan(NAMESPACES, "n000") == [records.Namespace("n000", {"a": "1"})]
+        _relabel_behind_the_store(path, "n000", '{"a": "2"}')
+        # The short list was kept; the long one is read again.
+        assert await store.scan(NAMESPACES, "n000") == [records.Namespace("n000", {"a": "1"})]
+        assert (await store.scan(NAMESPACES))[0] == records.Namespace("n000", {"a": "2"})
+        await store.update(lambda tx: tx.put(NAMESPACES, records.Namespace("zz")))
+        assert await store.scan(NAMESPACES, "n000") == [records.Namespace("n000", {"a": "2"})]
+        for n in names:
+            await store.scan(NAMESPACES, n)
+        assert len(store._scans) == SCANS_KEPT
     finally:
         await store.close()

@@ -248,6 +248,9 @@ class EtcdStore:
         # Other nodes write too: every read goes to etcd.
         return await self.view(lambda tx: tx.get(table, *key))
 
+    async def scan(self, table: Table[R], *prefix: str) -> list[R]:
+        return await self.view(lambda tx: tx.scan(table, *prefix))
+
     async def update(self, fn: Callable[[EtcdTx], T]) -> T:
         return await self._run(fn, writable=True, divisible=False)
 
