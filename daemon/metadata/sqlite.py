@@ -271,16 +271,13 @@ class SqliteStore:
 
     async def get(self, table: Table[R], *key: str) -> R | None:
         self._check_open()
-        if len(key) != len(table.key):
-            raise errdefs.InvalidArgument(f"{table.name}: get needs the full key")
         writes = self._writes
         at = (table.name, key)
         kept = self._points.get(at, writes)
         if kept is not _NOTHING:
             return kept  # type: ignore[no-any-return]
         # One statement: SQLite runs it on one snapshot without a BEGIN.
-        row = self._connection().execute(_select(table, len(key)), key).fetchone()
-        record = None if row is None else codec.decode(table.record, row)
+        record = SqliteTx(self._connection(), writable=False).get(table, *key)
         self._keep(self._points, at, writes, record)
         return record
 
@@ -291,8 +288,7 @@ class SqliteStore:
         kept = self._scans.get(at, writes)
         if kept is not _NOTHING:
             return list(kept)
-        rows = self._connection().execute(_select_ordered(table, len(prefix)), prefix).fetchall()
-        records = [codec.decode(table.record, row) for row in rows]
+        records = SqliteTx(self._connection(), writable=False).scan(table, *prefix)
         if len(records) <= SCAN_KEPT:
             self._keep(self._scans, at, writes, tuple(records))
         return records
