@@ -56,8 +56,11 @@ class PostedWriter:
     answered them (see the module doc)."""
 
     def __init__(self, inner: Writer, on_finish: Callable[[], None] | None = None) -> None:
-        self._inner: Writer | None = inner
-        self._ref = inner.ref
+        self._setup(inner.ref, inner, on_finish)
+
+    def _setup(self, ref: str, inner: Writer | None, on_finish: Callable[[], None] | None) -> None:
+        self._inner = inner
+        self._ref = ref
         self._on_finish = on_finish
         self._pending: asyncio.Future[None] | None = None
         # A new ingest's opening (``opening``): done once the backend holds
@@ -83,7 +86,8 @@ class PostedWriter:
         they must.  ``on_failed`` runs when the backend does not open it,
         before anyone learns so."""
         w = cls.__new__(cls)
-        w._inner, w._ref, w._on_finish, w._pending = None, ref, on_finish, None
+        w._setup(ref, None, on_finish)
+        # Offset 0: every byte will be ours to hash.
         w._hasher, w._decided = hashlib.sha256(), True
         w._sent = asyncio.get_running_loop().create_future()
         w._opening = asyncio.ensure_future(w._open(inner, w._sent, on_failed))
