@@ -101,19 +101,15 @@ class MethodCounts:
         self.started = 0
         self.received = 0
         self.sent = 0
-        # Go code name -> (calls, when the first one ended).
-        self.handled: dict[str, list[float]] = {}
+        # Go code name -> calls that ended with it.
+        self.handled: dict[str, int] = {}
         # Calls per bucket of HANDLING_BUCKETS, not cumulative; the last is +Inf's own.
         self.buckets = [0] * (len(HANDLING_BUCKETS) + 1)
         self.seconds = 0.0
 
     def done(self, code: str, elapsed: float) -> None:
         """A call ended with ``code`` (Go's name of it) after ``elapsed`` seconds."""
-        count = self.handled.get(code)
-        if count is None:
-            self.handled[code] = [1, time.time()]
-        else:
-            count[0] += 1
+        self.handled[code] = self.handled.get(code, 0) + 1
         self.buckets[bisect.bisect_left(HANDLING_BUCKETS, elapsed)] += 1
         self.seconds += elapsed
 
@@ -123,7 +119,8 @@ class GrpcServerMetrics:
     ``MethodCounts`` and handed to ``registry`` when it is scraped.
 
     A series shows once it counted something, as a labelled child of
-    prometheus_client shows once used; each has its ``_created`` sample.
+    prometheus_client shows once used; its ``_created`` sample is when its
+    method's counts began (``MethodCounts.created``).
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -146,8 +143,8 @@ class GrpcServerMetrics:
             labels, created = list(m.labels), m.created
             if m.started:
                 started.add_metric(labels, m.started, created=created)
-            for code, (count, first) in list(m.handled.items()):
-                handled.add_metric([*labels, code], count, created=first)
+            for code, count in list(m.handled.items()):
+                handled.add_metric([*labels, code], count, created=created)
             if m.received:
                 received.add_metric(labels, m.received, created=created)
             if m.sent:
