@@ -20,6 +20,7 @@ import grpc
 import pytest
 
 from api.containerd.services.containers.v1 import containers_pb2, containers_pb2_grpc
+from api.containerd.services.content.v1 import content_pb2, content_pb2_grpc
 from api.containerd.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
 from api.containerd.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
 from api.containerd.types import descriptor_pb2
@@ -443,11 +444,31 @@ def test_checkpoint_to_restore_from_stays_until_the_task_is_deleted(
         tar.addfile(info, io.BytesIO(b"dummy"))
     blob = raw.getvalue()
     digest = "sha256:" + hashlib.sha256(blob).hexdigest()
-    b.ctr("content", "ingest", "cp-blob", input=blob)
-    b.ctr("containers", "create", IMAGE, "t-rs", "true")
     scratch = b.root / "io.containerd.service.v1.tasks-service" / "checkpoints"
     try:
         with b.channel() as ch:
+            # Nothing references the blob, and the lease `ctr containers
+            # create` deletes sets a collection going (as in containerd): it
+            # is committed as a GC root in the same request.
+            committed = content_pb2_grpc.ContentStub(ch).Write(
+                iter(
+                    [
+                        content_pb2.WriteContentRequest(
+                            action=content_pb2.WriteAction.COMMIT,
+                            ref="cp-blob",
+                            total=len(blob),
+                            expected=digest,
+                            data=blob,
+                            labels={"containerd.io/gc.root": "checkpoint-test"},
+                        )
+                    ]
+                ),
+                metadata=NS,
+                timeout=30,
+            )
+            # One answer, then the last one again as containerd sends it.
+            assert [r.digest for r in committed] == [digest, digest]
+            b.ctr("containers", "create", IMAGE, "t-rs", "true")
             mounts = (
                 snapshots_pb2_grpc.SnapshotsStub(ch)
                 .Mounts(
@@ -474,6 +495,7 @@ def test_checkpoint_to_restore_from_stays_until_the_task_is_deleted(
     finally:
         b.ctr("task", "rm", "-f", "t-rs", check=False)
         b.ctr("containers", "rm", "t-rs", check=False)
+        b.ctr("content", "rm", digest, check=False)
 
 
 def test_legacy_runtime_name_runs_on_the_v2_shim(berthd: tuple[Berthd, str]) -> None:
