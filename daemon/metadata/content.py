@@ -377,11 +377,17 @@ class NamespacedContent:
                 ):
                     raise errdefs.AlreadyExists(f"content {expected}")
 
+            # Taken outside the transaction: on etcd a counter every begin
+            # wrote would make concurrent ingests conflict with each other.
+            # A resumed ingest leaves its number unused (numbers only have
+            # to be new).
+            fresh = f"{ns}/{await self.db.sequence()}/{ref}"
+
             def begin(tx: Tx) -> tuple[records.Ingest, bool]:
                 ensure_namespace(tx, ns)
                 current = tx.get(INGESTS_TABLE, ns, ref)
                 now = records.now_ns()
-                bref = current.backend_ref if current else f"{ns}/{tx.next_sequence()}/{ref}"
+                bref = current.backend_ref if current else fresh
                 add_to_lease(tx, ns, lease, INGESTS, ref)
                 ingest = records.Ingest(
                     ns,

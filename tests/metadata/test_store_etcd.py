@@ -4,7 +4,9 @@ layout, commits in parts, liveness, and etcd out of reach (real etcd)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,6 +18,8 @@ import pytest
 from api import errdefs
 from api.etcd.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from daemon.metadata import records
+from daemon.metadata.content import NamespacedContent
+from daemon.metadata.db import MetadataDB
 from daemon.metadata.etcd.kvtx import put_op
 from daemon.metadata.etcd.layout import range_end
 from daemon.metadata.etcd.store import Conflict, EtcdStore
@@ -28,6 +32,7 @@ from daemon.metadata.store import (
     SNAPSHOTS,
     Tx,
 )
+from services.content.local import LocalContentStore
 from tests.metadata.stores import etcd_settings, open_etcd
 from tests.support import free_port, short_tmpdir
 from tests.support.etcd import EtcdCluster, need_etcd
@@ -181,6 +186,60 @@ async def test_concurrent_writers_on_two_nodes_serialize(
     )
     assert len(winners) == 1
     assert a.stats["conflicts"] + b.stats["conflicts"] > 0
+
+
+async def test_a_transaction_that_keeps_conflicting_is_aborted_and_etcd_stays_up(
+    etcd_endpoints: list[str], prefix: str, tmp_path: Path
+) -> None:
+    a = await open_etcd(etcd_settings(etcd_endpoints, prefix, "a", request_timeout="1s"))
+    b = await open_etcd(etcd_settings(etcd_endpoints, prefix, "b"))
+    loop = asyncio.get_running_loop()
+    runs = 0
+
+    def meddled(tx: Tx) -> None:
+        # Every run reads the image, then another node changes it before
+        # this one can commit: the commit's guard fails every time.
+        nonlocal runs
+        runs += 1
+        tx.get(IMAGES, "ns", "hot")
+        hot = records.Image("ns", "hot", records.Descriptor("m", DIGEST, runs))
+        asyncio.run_coroutine_threadsafe(b.update(lambda t: t.put(IMAGES, hot)), loop).result()
+        tx.put(LEASES, records.Lease("ns", "never"))
+
+    try:
+        with pytest.raises(errdefs.Aborted, match="kept conflicting with other writers for 1s"):
+            await a.update(meddled)
+        assert runs > 1 and a.stats["conflicts"] >= runs - 1
+        assert a.up, a.state
+        assert await a.get(LEASES, "ns", "never") is None
+    finally:
+        await b.close()
+        await a.close()
+
+
+async def test_concurrent_ingests_of_one_namespace_do_not_conflict(
+    etcd_endpoints: list[str], prefix: str, tmp_path: Path
+) -> None:
+    """Each new ingest takes a number for its backend ref; taken from a counter
+    in etcd inside every begin, concurrent ingests conflicted on it."""
+    store = await open_etcd(etcd_settings(etcd_endpoints, prefix))
+    db = MetadataDB(store)
+    content = NamespacedContent(db, LocalContentStore(tmp_path / "content"))
+    try:
+        # (The first writes of a namespace all create it: those may conflict.)
+        await store.update(lambda tx: tx.put(NAMESPACES, records.Namespace("ns")))
+
+        async def one(i: int) -> str:
+            data = os.urandom(64)
+            w = await content.writer("ns", f"ref-{i}", len(data))
+            await w.write(data)
+            return await w.commit(len(data), "sha256:" + hashlib.sha256(data).hexdigest())
+
+        digests = await asyncio.gather(*(one(i) for i in range(24)))
+        assert len({(await content.info("ns", d)).digest for d in digests}) == 24
+        assert store.stats["conflicts"] == 0
+    finally:
+        await db.close()
 
 
 async def test_a_sweep_larger_than_one_etcd_txn_commits_in_parts(

@@ -10,8 +10,9 @@ the caller's deadline (a ``time.monotonic`` value).
 Errors are this module's own until the store turns them into typed ones:
 ``Unreachable`` (no member answered in time; retry or give up),
 ``CommitUnknown`` (a Txn failed after it may have been sent: it may have
-been applied), ``StaleRevision`` (a read at a revision etcd compacted or has
-not reached), ``EtcdRejected`` (etcd refused the request).
+been applied), ``OutOfTime`` (the deadline passed before etcd was asked),
+``StaleRevision`` (a read at a revision etcd compacted or has not reached),
+``EtcdRejected`` (etcd refused the request).
 """
 
 from __future__ import annotations
@@ -65,6 +66,11 @@ class Unreachable(EtcdError):
 
 class CommitUnknown(Unreachable):
     pass
+
+
+class OutOfTime(Unreachable):
+    """The deadline passed before etcd was asked at all: the time went to
+    whatever the caller did before (retries, a slow transaction function)."""
 
 
 class StaleRevision(EtcdError):
@@ -138,11 +144,13 @@ class EtcdClient:
         if self._closed:
             raise Unreachable("etcd client is closed")
         self._open()
-        last = "no etcd endpoint answered"
+        last = ""
         tries = 0
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                if not last:
+                    raise OutOfTime(f"the deadline passed before etcd was asked ({what})")
                 raise Unreachable(last)
             i = self.current
             try:

@@ -50,6 +50,7 @@ from daemon.metadata.etcd.client import (
     CommitUnknown,
     EtcdClient,
     EtcdRejected,
+    OutOfTime,
     StaleRevision,
     Unreachable,
 )
@@ -274,13 +275,27 @@ class EtcdStore:
             retry=retry_if_exception_type((Conflict, Unreachable, StaleRevision)),
             reraise=True,
         )
+        # What made the attempt before the last one fail: when the last one
+        # ran out of time before etcd was asked, that is the reason to give.
+        failed: Exception | None = None
         try:
             async for attempt in retrying:
                 with attempt:
-                    await self.ensure_ready(deadline)
-                    result = await self._attempt(fn, writable, divisible, deadline)
+                    try:
+                        await self.ensure_ready(deadline)
+                        result = await self._attempt(fn, writable, divisible, deadline)
+                    except OutOfTime:
+                        if failed is None:
+                            raise
+                        raise failed from None
+                    except (Conflict, Unreachable, StaleRevision) as e:
+                        failed = e
+                        raise
                     self.set_up(True)
                     return result
+        except OutOfTime as e:
+            # etcd answered every call it was given: it is not down.
+            raise errdefs.Unavailable(f"{self.describe()}: {e}") from None
         except Unreachable as e:
             self.set_up(False, str(e))
             what = "commit outcome unknown" if isinstance(e, CommitUnknown) else "unreachable"
