@@ -144,7 +144,7 @@ async def test_a_holder_dying_mid_fetch_another_finishes(abc: list[Node]) -> Non
     data, dgst = blob(32 * MiB)
     await write(a.api(), data)
     assert await read(c.api(), dgst) == data  # c holds it too
-    stopped = stop_when_fetched(b, a, 4 * MiB)
+    stopped = stop_when_served(a, 4 * MiB)
     assert await read(b.api(), dgst) == data
     await asyncio.gather(*stopped)
     assert stopped, "b never received anything from a"
@@ -152,19 +152,26 @@ async def test_a_holder_dying_mid_fetch_another_finishes(abc: list[Node]) -> Non
     assert b.value("berthd_content_peer_fetch_resumes_total") == 1
 
 
-def stop_when_fetched(fetching: Node, holder: Node, after: int) -> list[asyncio.Future[None]]:
-    """Stop ``holder``'s peer server (as if it died) once ``fetching`` has
-    received ``after`` bytes; returns the stop, to await."""
+def stop_when_served(holder: Node, after: int) -> list[asyncio.Future[None]]:
+    """Stop ``holder``'s peer server (as if it died) once it has sent
+    ``after`` bytes; returns the stop, to await.  Counted where the bytes are
+    sent, so the rest of the blob is not already on its way (the fetching
+    side receives well ahead of what it has counted)."""
     stopped: list[asyncio.Future[None]] = []
-    counter = fetching.metrics.fetched
-    inc = counter.inc
+    server = holder.plugin.server
+    servicer = server._servicer
+    count = servicer._served
+    sent = 0
 
-    def counted(amount: float = 1, exemplar: dict[str, str] | None = None) -> None:
-        inc(amount)
-        if fetching.fetched >= after and not stopped:
-            stopped.append(asyncio.ensure_future(holder.plugin.server.stop(0)))
+    def served(n: int) -> None:
+        nonlocal sent
+        if count is not None:
+            count(n)
+        sent += n
+        if sent >= after and not stopped:
+            stopped.append(asyncio.ensure_future(server.stop(0)))
 
-    counter.inc = counted  # type: ignore[method-assign]
+    servicer._served = served
     return stopped
 
 
@@ -175,7 +182,7 @@ async def test_a_failed_fetch_leaves_nothing_and_a_retry_completes(
     async with nodes(tmp_path, cluster, node_certs, "a", "b") as (a, b):
         await write(a.api(), data)
         server = a.plugin.server
-        stopped = stop_when_fetched(b, a, 4 * MiB)
+        stopped = stop_when_served(a, 4 * MiB)
         with pytest.raises(errdefs.Unavailable, match="no holder could serve it"):
             await read(b.api(), dgst)
         await asyncio.gather(*stopped)
