@@ -113,12 +113,21 @@ def columns(record: type[Any]) -> tuple[Column, ...]:
     return _COLUMNS[record]
 
 
+def field_columns(record: type[Any], names: tuple[str, ...]) -> tuple[Column, ...]:
+    """The columns of the fields ``names``; ValueError when ``record`` lacks one."""
+    cols = {c.name: c for c in columns(record)}
+    unknown = [n for n in names if n not in cols]
+    if unknown or not names:
+        raise ValueError(f"{record.__name__} has no fields {unknown} (it has {list(cols)})")
+    return tuple(cols[n] for n in names)
+
+
 def encode(record: Any) -> tuple[Scalar, ...]:
     return tuple(c.encode(getattr(record, c.name)) for c in columns(type(record)))
 
 
 # Columns whose stored value is already the field's value.
-_IDENTITY: frozenset[Callable[[Any], Any]] = frozenset({str, int})
+IDENTITY: frozenset[Callable[[Any], Any]] = frozenset({str, int})
 
 _DECODERS: dict[type[Any], Callable[[typing.Sequence[Any]], Any]] = {}
 
@@ -128,7 +137,7 @@ def _decoder(record: type[Any]) -> Callable[[typing.Sequence[Any]], Any]:
     decoded on every List, so the per-row work is kept to what is needed."""
     cols = columns(record)
     names = tuple(c.name for c in cols)
-    convert = tuple((i, c.decode) for i, c in enumerate(cols) if c.decode not in _IDENTITY)
+    convert = tuple((i, c.decode) for i, c in enumerate(cols) if c.decode not in IDENTITY)
     new = object.__new__
 
     def decode_row(row: typing.Sequence[Any]) -> Any:

@@ -28,6 +28,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, NamedTuple
 
 from daemon.metadata import records
 from daemon.metadata.store import (
@@ -57,39 +58,37 @@ class Kind(enum.IntEnum):
     INGEST = 6
 
 
-@dataclass(frozen=True, order=True)
-class Node:
-    """A collectable object: a snapshot's key is ``<snapshotter>/<key>``.
-
-    ``flat`` nodes are reached without following their references; the mark
-    records them as plain nodes (the upper bits of containerd's resource type).
-    """
+class Node(NamedTuple):
+    """A collectable object: a snapshot's key is ``<snapshotter>/<key>``."""
 
     kind: Kind
     namespace: str
     key: str
-    flat: bool = field(default=False, compare=False)
-
-    @property
-    def plain(self) -> Node:
-        return Node(self.kind, self.namespace, self.key)
 
 
-def _snapshot(ns: str, snapshotter: str, key: str, flat: bool = False) -> Node:
-    return Node(Kind.SNAPSHOT, ns, f"{snapshotter}/{key}", flat)
+# A node as the mark reaches it: ``flat`` when it is reached without following
+# its references (the upper bits of containerd's resource type); the mark
+# records it as the plain node.
+Reached = tuple[Node, bool]
 
 
-def label_refs(ns: str, labels: Mapping[str, str]) -> Iterator[Node]:
+def _snapshot(ns: str, snapshotter: str, key: str) -> Node:
+    return Node(Kind.SNAPSHOT, ns, f"{snapshotter}/{key}")
+
+
+def label_refs(ns: str, labels: Mapping[str, str]) -> Iterator[Reached]:
     """The objects ``labels`` reference."""
+    if not labels:
+        return
     for k, v in sorted(labels.items()):
         if k.startswith(LABEL_REF_CONTENT):
             rest = k[len(LABEL_REF_CONTENT) :]
             # Allow naming references after "." or "/", ignore other suffixes.
             if rest == "" or rest[0] in "./":
-                yield Node(Kind.CONTENT, ns, v)
+                yield Node(Kind.CONTENT, ns, v), False
         elif k.startswith(LABEL_REF_SNAPSHOT):
             snapshotter = k[len(LABEL_REF_SNAPSHOT) :].split("/", 1)[0]
-            yield _snapshot(ns, snapshotter, v)
+            yield _snapshot(ns, snapshotter, v), False
 
 
 def _expired(labels: Mapping[str, str], now: datetime, what: str) -> bool:
@@ -106,80 +105,114 @@ def _expired(labels: Mapping[str, str], now: datetime, what: str) -> bool:
     return now > expires
 
 
-def roots(tx: Tx, now: datetime) -> Iterator[Node]:
+# The only fields of images and containers the mark reads: the rest (a
+# container's spec above all) is not decoded.
+_IMAGE_FIELDS = ("namespace", "target", "labels")
+_CONTAINER_FIELDS = ("namespace", "snapshotter", "snapshot_key", "labels")
+
+
+@dataclass
+class _Tables:
+    """Every table a collection reads, each read once: the mark looks objects
+    up here (a lookup per reached object would be a query each), and the
+    sweep goes over the same records."""
+
+    leases: list[records.Lease]
+    resources: dict[tuple[str, str], list[records.LeaseResource]]
+    images: list[tuple[Any, ...]]  # _IMAGE_FIELDS
+    ingests: dict[tuple[str, str], records.Ingest]
+    blobs: dict[tuple[str, str], records.Blob]
+    containers: list[tuple[Any, ...]]  # _CONTAINER_FIELDS
+    snapshots: dict[tuple[str, str, str], records.Snapshot]
+
+    @classmethod
+    def read(cls, tx: Tx) -> _Tables:
+        resources: dict[tuple[str, str], list[records.LeaseResource]] = {}
+        for r in tx.scan(LEASE_RESOURCES):
+            resources.setdefault((r.namespace, r.lease), []).append(r)
+        return cls(
+            leases=tx.scan(LEASES),
+            resources=resources,
+            images=tx.fields(IMAGES, _IMAGE_FIELDS),
+            ingests={(i.namespace, i.ref): i for i in tx.scan(INGESTS)},
+            blobs={(b.namespace, b.digest): b for b in tx.scan(BLOBS)},
+            containers=tx.fields(CONTAINERS, _CONTAINER_FIELDS),
+            snapshots={(s.namespace, s.snapshotter, s.key): s for s in tx.scan(SNAPSHOTS)},
+        )
+
+
+def roots(tables: _Tables, now: datetime) -> Iterator[Reached]:
     now_ns = int(now.timestamp() * 1e9)
-    resources: dict[tuple[str, str], list[records.LeaseResource]] = {}
-    for r in tx.scan(LEASE_RESOURCES):
-        resources.setdefault((r.namespace, r.lease), []).append(r)
-    for lease in tx.scan(LEASES):
+    for lease in tables.leases:
         ns = lease.namespace
         if _expired(lease.labels, now, f"lease {lease.id}"):
             continue
         flat = LABEL_FLAT in lease.labels
-        yield Node(Kind.LEASE, ns, lease.id)
-        for r in resources.get((ns, lease.id), []):
+        yield Node(Kind.LEASE, ns, lease.id), False
+        for r in tables.resources.get((ns, lease.id), []):
             if r.type == "content":
-                yield Node(Kind.CONTENT, ns, r.id, flat)
+                yield Node(Kind.CONTENT, ns, r.id), flat
             elif r.type == "ingests":
-                yield Node(Kind.INGEST, ns, r.id)
+                yield Node(Kind.INGEST, ns, r.id), False
             elif r.type.startswith("snapshots/"):
-                yield _snapshot(ns, r.type.split("/", 1)[1], r.id, flat)
-    for image in tx.scan(IMAGES):
-        yield Node(Kind.CONTENT, image.namespace, image.target.digest)
-        yield from label_refs(image.namespace, image.labels)
-    for ingest in tx.scan(INGESTS):
+                yield _snapshot(ns, r.type.split("/", 1)[1], r.id), flat
+    for ns, target, labels in tables.images:
+        yield Node(Kind.CONTENT, ns, target.digest), False
+        yield from label_refs(ns, labels)
+    for ingest in tables.ingests.values():
         if ingest.expire_at and ingest.expire_at > now_ns:
-            yield Node(Kind.INGEST, ingest.namespace, ingest.ref)
-    for blob in tx.scan(BLOBS):
+            yield Node(Kind.INGEST, ingest.namespace, ingest.ref), False
+    for blob in tables.blobs.values():
         if LABEL_ROOT in blob.labels:
-            yield Node(Kind.CONTENT, blob.namespace, blob.digest)
-    for c in tx.scan(CONTAINERS):
-        if c.snapshotter:
-            yield _snapshot(c.namespace, c.snapshotter, c.snapshot_key)
-        yield from label_refs(c.namespace, c.labels)
-    for s in tx.scan(SNAPSHOTS):
+            yield Node(Kind.CONTENT, blob.namespace, blob.digest), False
+    for ns, snapshotter, snapshot_key, labels in tables.containers:
+        if snapshotter:
+            yield _snapshot(ns, snapshotter, snapshot_key), False
+        yield from label_refs(ns, labels)
+    for s in tables.snapshots.values():
         if LABEL_ROOT in s.labels:
-            yield _snapshot(s.namespace, s.snapshotter, s.key)
+            yield _snapshot(s.namespace, s.snapshotter, s.key), False
 
 
-def references(tx: Tx, node: Node) -> Iterator[Node]:
-    ns = node.namespace
-    if node.kind == Kind.CONTENT:
-        if node.flat:
+def references(tables: _Tables, node: Node, flat: bool) -> Iterator[Reached]:
+    kind, ns, key = node
+    if kind == Kind.CONTENT:
+        if flat:
             return
-        blob = tx.get(BLOBS, ns, node.key)
+        blob = tables.blobs.get((ns, key))
         if blob is not None:  # a reference may point at nothing
             yield from label_refs(ns, blob.labels)
-    elif node.kind == Kind.SNAPSHOT:
-        snapshotter, _, key = node.key.partition("/")
-        snap = tx.get(SNAPSHOTS, ns, snapshotter, key)
+    elif kind == Kind.SNAPSHOT:
+        snapshotter, _, name = key.partition("/")
+        snap = tables.snapshots.get((ns, snapshotter, name))
         if snap is None:
             return
         if snap.parent:
-            yield _snapshot(ns, snapshotter, snap.parent, node.flat)
-        if not node.flat:
+            yield _snapshot(ns, snapshotter, snap.parent), flat
+        if not flat:
             yield from label_refs(ns, snap.labels)
-    elif node.kind == Kind.INGEST:
-        ingest = tx.get(INGESTS, ns, node.key)
+    elif kind == Kind.INGEST:
+        ingest = tables.ingests.get((ns, key))
         if ingest is not None and ingest.expected:
-            yield Node(Kind.CONTENT, ns, ingest.expected)
+            yield Node(Kind.CONTENT, ns, ingest.expected), False
 
 
-def tricolor(start: Iterable[Node], refs: Callable[[Node], Iterable[Node]]) -> set[Node]:
-    """Everything reachable from ``start`` (flat bits stripped in the result)."""
+def tricolor(
+    start: Iterable[Reached], refs: Callable[[Node, bool], Iterable[Reached]]
+) -> set[Node]:
+    """Every node reachable from ``start``."""
     grays = list(start)
-    seen: set[tuple[Node, bool]] = set()
+    seen: set[Reached] = set()
     reachable: set[Node] = set()
     while grays:
-        node = grays.pop()
-        ident = (node, node.flat)
-        if ident in seen:
+        reached = grays.pop()
+        if reached in seen:
             continue
-        seen.add(ident)
-        for target in refs(node):
-            if (target, target.flat) not in seen:
+        seen.add(reached)
+        for target in refs(*reached):
+            if target not in seen:
                 grays.append(target)
-        reachable.add(node.plain)
+        reachable.add(reached[0])
     return reachable
 
 
@@ -196,28 +229,29 @@ class SweepResult:
 
 def mark_and_sweep(tx: Tx, now: datetime) -> SweepResult:
     """Delete every unreachable lease, snapshot, ingest and blob (a write-transaction fn)."""
-    marked = tricolor(roots(tx, now), lambda n: references(tx, n))
+    tables = _Tables.read(tx)
+    marked = tricolor(roots(tables, now), lambda n, flat: references(tables, n, flat))
     result = SweepResult()
 
     def gone(kind: Kind) -> None:
         result.removed[kind] = result.removed.get(kind, 0) + 1
 
-    for lease in tx.scan(LEASES):
+    for lease in tables.leases:
         if Node(Kind.LEASE, lease.namespace, lease.id) not in marked:
             tx.delete(LEASES, lease.namespace, lease.id)
             tx.delete_all(LEASE_RESOURCES, lease.namespace, lease.id)
             gone(Kind.LEASE)
-    for s in tx.scan(SNAPSHOTS):
+    for s in tables.snapshots.values():
         if _snapshot(s.namespace, s.snapshotter, s.key) not in marked:
             tx.delete(SNAPSHOTS, s.namespace, s.snapshotter, s.key)
             result.snapshotters.add(s.snapshotter)
             gone(Kind.SNAPSHOT)
-    for ingest in tx.scan(INGESTS):
+    for ingest in tables.ingests.values():
         if Node(Kind.INGEST, ingest.namespace, ingest.ref) not in marked:
             tx.delete(INGESTS, ingest.namespace, ingest.ref)
             result.content = True
             gone(Kind.INGEST)
-    for blob in tx.scan(BLOBS):
+    for blob in tables.blobs.values():
         if Node(Kind.CONTENT, blob.namespace, blob.digest) not in marked:
             tx.delete(BLOBS, blob.namespace, blob.digest)
             result.content = True

@@ -115,6 +115,18 @@ def _select_ordered(table: Table[Any], n: int) -> str:
     return f"{_select(table, n)} ORDER BY {', '.join(table.key)}"
 
 
+@functools.cache
+def _fields_query(
+    table: Table[Any], names: tuple[str, ...], n: int
+) -> tuple[str, tuple[tuple[int, Callable[[Any], Any]], ...]]:
+    """The statement selecting ``names`` and the decoders of the columns that
+    are not stored as they are."""
+    cols = codec.field_columns(table.record, names)
+    decoders = tuple((i, c.decode) for i, c in enumerate(cols) if c.decode not in codec.IDENTITY)
+    query = f"SELECT {', '.join(names)} FROM {table.name}{_where(table, n)}"
+    return f"{query} ORDER BY {', '.join(table.key)}", decoders
+
+
 class SqliteTx:
     """A ``Tx`` on one connection inside an open SQLite transaction."""
 
@@ -139,6 +151,21 @@ class SqliteTx:
     def scan(self, table: Table[R], *prefix: str) -> list[R]:
         rows = self._conn.execute(_select_ordered(table, len(prefix)), prefix).fetchall()
         return [codec.decode(table.record, row) for row in rows]
+
+    def fields(
+        self, table: Table[R], names: tuple[str, ...], *prefix: str
+    ) -> list[tuple[Any, ...]]:
+        query, decoders = _fields_query(table, names, len(prefix))
+        rows = self._conn.execute(query, prefix).fetchall()
+        if not decoders:
+            return rows
+        out = []
+        for row in rows:
+            values = list(row)
+            for i, fn in decoders:
+                values[i] = fn(values[i])
+            out.append(tuple(values))
+        return out
 
     def count(self, table: Table[R], *prefix: str) -> int:
         row = self._conn.execute(

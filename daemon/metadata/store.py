@@ -80,6 +80,14 @@ class Tx(Protocol):
         """Records whose leading key fields equal ``prefix`` (all when empty), in key order."""
         ...
 
+    def fields(
+        self, table: Table[R], names: tuple[str, ...], *prefix: str
+    ) -> list[tuple[Any, ...]]:
+        """The fields ``names`` of the records ``scan`` would return, one tuple
+        per record in key order: for a reader of a few fields of many records
+        (the collector), which need not decode the rest."""
+        ...
+
     def count(self, table: Table[R], *prefix: str) -> int:
         """How many records ``scan`` would return."""
         ...

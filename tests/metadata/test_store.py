@@ -219,6 +219,47 @@ async def test_scan_reads_a_list_as_a_view_would(stores: StoreMaker) -> None:
         await store.scan(IMAGES, "ns")
 
 
+async def test_fields_are_those_of_the_records_scan_gives(stores: StoreMaker) -> None:
+    store = await stores.open()
+    try:
+        images = [image(ns, f"docker.io/x:{i}") for ns in ("b", "a") for i in range(2)]
+        c = records.Container(
+            "a", "c1", "rt", b"\x0a\x01x", None, {}, "", "sn", "k", {"e": b"\x00"}
+        )
+        blob = records.Blob("a", DIGEST, 3, {"x": "y"}, 1, 2)
+
+        def put(tx: Tx) -> None:
+            for img in images:
+                tx.put(IMAGES, img)
+            tx.put(CONTAINERS, c)
+            tx.put(BLOBS, blob)
+
+        await store.update(put)
+
+        def read(tx: Tx) -> list[list[tuple[object, ...]]]:
+            return [
+                tx.fields(IMAGES, ("namespace", "target", "labels")),
+                tx.fields(IMAGES, ("name",), "a"),
+                tx.fields(CONTAINERS, ("extensions", "spec", "snapshot_key")),
+                tx.fields(BLOBS, ("digest", "labels")),
+            ]
+
+        every, names, containers, blobs = await store.view(read)
+        assert every == [
+            (i.namespace, i.target, i.labels) for i in await store.view(lambda tx: tx.scan(IMAGES))
+        ]
+        assert [ns for ns, _, _ in every] == ["a", "a", "b", "b"]
+        assert names == [("docker.io/x:0",), ("docker.io/x:1",)]
+        assert containers == [({"e": b"\x00"}, b"\x0a\x01x", "k")]
+        assert blobs == [(DIGEST, {"x": "y"})]
+        with pytest.raises(ValueError, match="no fields \\['nope'\\]"):
+            await store.view(lambda tx: tx.fields(IMAGES, ("name", "nope")))
+        with pytest.raises(errdefs.InvalidArgument):
+            await store.view(lambda tx: tx.fields(NAMESPACES, ("name",), "a", "b"))
+    finally:
+        await store.close()
+
+
 async def test_blobs_put_get_delete(stores: StoreMaker) -> None:
     store = await stores.open()
     try:

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 from typing import Any
 
 from api import errdefs
-from daemon.metadata import records
+from daemon.metadata import codec, records
 from daemon.metadata.etcd import values
 from daemon.metadata.etcd.kvtx import KVTx
 from daemon.metadata.etcd.layout import Layout, Space
@@ -102,6 +103,16 @@ class EtcdTx:
             found = [values.decode(table.record, v) for v in rows.values()]
         found.sort(key=table.key_of)
         return found
+
+    def fields(
+        self, table: Table[R], names: tuple[str, ...], *prefix: str
+    ) -> list[tuple[Any, ...]]:
+        codec.field_columns(table.record, names)
+        # A key's value is one document: it is decoded whole either way.
+        get = operator.attrgetter(*names)
+        if len(names) == 1:
+            return [(get(r),) for r in self.scan(table, *prefix)]
+        return [get(r) for r in self.scan(table, *prefix)]
 
     def count(self, table: Table[R], *prefix: str) -> int:
         self._check_prefix(table, prefix)
