@@ -305,7 +305,6 @@ def test_events(berthd: Berthd, image_tar: Path) -> None:
     assert any("ev-e2e" in line and "/images/create" in line for line in lines)
 
 
-@pytest.mark.slow
 def _exits_without_its_daemon(ctr: subprocess.Popen[bytes], address: str) -> None:
     """``ctr`` ends once its daemon is gone.  When it does not (seen twice,
     never reproduced), the failure says what it waited for: its goroutines
@@ -329,6 +328,7 @@ def _exits_without_its_daemon(ctr: subprocess.Popen[bytes], address: str) -> Non
     )
 
 
+@pytest.mark.slow
 def test_kill9_in_the_middle_of_an_import(backend: str, request: pytest.FixtureRequest) -> None:
     need_containerd()
     need_root()

@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import json
 import os
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -425,6 +426,33 @@ async def test_etcd_down_is_unavailable_within_the_timeout_and_then_recovers(
             await store.update(lambda tx: tx.put(NAMESPACES, records.Namespace("x")))
             assert store.up and store.state == "ok" and changes[-1] is True
             assert [n.name for n in await store.view(lambda tx: tx.scan(NAMESPACES))] == ["x"]
+        finally:
+            await store.close()
+            cluster.stop()
+
+
+async def test_a_commit_etcd_hangs_on_is_of_unknown_outcome_and_etcd_is_down(
+    tmp_path: Path,
+) -> None:
+    """etcd stops answering (paused) while a write is sent: the Txn takes the
+    time left, so the check of whether it was applied cannot run either."""
+    need_etcd()
+    with short_tmpdir("eh") as d:
+        cluster = EtcdCluster(d, 1).start()
+        store = await open_etcd(etcd_settings(cluster.endpoints, "/t", request_timeout="1s"))
+        member = cluster.members[0].proc
+        assert member is not None
+        try:
+            await store.update(lambda tx: tx.put(NAMESPACES, records.Namespace("x")))
+            member.signal(signal.SIGSTOP)
+            try:
+                with pytest.raises(errdefs.Unavailable, match="commit outcome unknown"):
+                    await store.update(lambda tx: tx.put(NAMESPACES, records.Namespace("y")))
+                assert not store.up
+            finally:
+                member.signal(signal.SIGCONT)
+            await store.update(lambda tx: tx.put(NAMESPACES, records.Namespace("z")))
+            assert store.up
         finally:
             await store.close()
             cluster.stop()

@@ -380,7 +380,11 @@ class EtcdStore:
         except CommitUnknown as e:
             self.stats["unknown_commits"] += 1
             log.warning("etcd metadata store: %s; checking whether it was applied", e)
-            return await self._applied(req, deadline)
+            try:
+                return await self._applied(req, deadline)
+            except OutOfTime:
+                # The Txn took the time that was left: its outcome stays unknown.
+                raise e from None
         if not resp.succeeded:
             self.stats["conflicts"] += 1
             raise Conflict()
