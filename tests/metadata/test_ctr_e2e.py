@@ -305,27 +305,33 @@ def test_events(berthd: Berthd, image_tar: Path) -> None:
     assert any("ev-e2e" in line and "/images/create" in line for line in lines)
 
 
-def _exits_without_its_daemon(ctr: subprocess.Popen[bytes], address: str) -> None:
-    """``ctr`` ends once its daemon is gone.  When it does not (seen twice,
-    never reproduced), the failure says what it waited for: its goroutines
-    (Go prints them on SIGQUIT) and what still holds the daemon's socket."""
+def _ended_after_its_daemon(ctr: subprocess.Popen[bytes], address: str) -> None:
+    """Let ``ctr`` end once its daemon is killed, or end it.
+
+    ctr 1.6 (Debian's, on grpc-go 1.33) may not end by itself: seen twice in
+    some hundred kills, both times starting the next blob's Write as the
+    connection went, and then waiting in grpc-go's picker for a reconnect
+    that never comes (goroutine dump: ``pickerWrapper.pick`` under
+    ``proxyContentStore.negotiate``; no socket open; it was still waiting
+    98 minutes later).  That is the client's, so it is ended here; what is
+    the daemon's is checked: nothing may still hold the daemon's socket.
+    """
     try:
         ctr.communicate(timeout=30)
         return
     except subprocess.TimeoutExpired:
         pass
     holders = subprocess.run(["ss", "-xp"], capture_output=True, text=True).stdout
-    ctr.send_signal(signal.SIGQUIT)
+    ctr.send_signal(signal.SIGQUIT)  # Go prints its goroutines, then exits
     try:
         _, err = ctr.communicate(timeout=10)
     except subprocess.TimeoutExpired:
         ctr.kill()
         _, err = ctr.communicate()
-    sockets = "\n".join(ln for ln in holders.splitlines() if address in ln) or "(none)"
-    pytest.fail(
-        f"ctr still ran 30 s after its daemon was killed; sockets on {address}:\n{sockets}\n"
-        f"ctr's goroutines:\n{err.decode(errors='replace')[-8000:]}"
-    )
+    goroutines = err.decode(errors="replace")[-8000:]
+    print(f"ctr ran on 30 s after its daemon was killed; its goroutines:\n{goroutines}")
+    held = [ln for ln in holders.splitlines() if address in ln]
+    assert held == [], f"the killed daemon's socket is still held: {held}"
 
 
 @pytest.mark.slow
@@ -351,7 +357,7 @@ def test_kill9_in_the_middle_of_an_import(backend: str, request: pytest.FixtureR
                 time.sleep(0.01)
             time.sleep(0.2)
             b.kill9()
-            _exits_without_its_daemon(importing, b.address)
+            _ended_after_its_daemon(importing, b.address)
             assert importing.returncode != 0, "the import finished before the kill"
 
             b.start()
