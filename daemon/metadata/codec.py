@@ -127,9 +127,14 @@ def encode(record: Any) -> tuple[Scalar, ...]:
 
 
 # Columns whose stored value is already the field's value.
-IDENTITY: frozenset[Callable[[Any], Any]] = frozenset({str, int})
+_IDENTITY: frozenset[Callable[[Any], Any]] = frozenset({str, int})
 
 _DECODERS: dict[type[Any], Callable[[typing.Sequence[Any]], Any]] = {}
+
+
+def _conversions(cols: tuple[Column, ...]) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+    """(position, decode) of the columns whose stored value is not the field's."""
+    return tuple((i, c.decode) for i, c in enumerate(cols) if c.decode not in _IDENTITY)
 
 
 def _decoder(record: type[Any]) -> Callable[[typing.Sequence[Any]], Any]:
@@ -137,7 +142,7 @@ def _decoder(record: type[Any]) -> Callable[[typing.Sequence[Any]], Any]:
     decoded on every List, so the per-row work is kept to what is needed."""
     cols = columns(record)
     names = tuple(c.name for c in cols)
-    convert = tuple((i, c.decode) for i, c in enumerate(cols) if c.decode not in IDENTITY)
+    convert = _conversions(cols)
     new = object.__new__
 
     def decode_row(row: typing.Sequence[Any]) -> Any:
@@ -154,6 +159,36 @@ def _decoder(record: type[Any]) -> Callable[[typing.Sequence[Any]], Any]:
         return obj
 
     return decode_row
+
+
+_FIELDS_DECODERS: dict[
+    tuple[type[Any], tuple[str, ...]], Callable[[typing.Sequence[Any]], tuple[Any, ...]]
+] = {}
+
+
+def fields_decoder(
+    record: type[Any], names: tuple[str, ...]
+) -> Callable[[typing.Sequence[Any]], tuple[Any, ...]]:
+    """A function from a row of the columns ``names`` (in that order) to the
+    tuple of their fields' values; ValueError when ``record`` lacks one."""
+    fn = _FIELDS_DECODERS.get((record, names))
+    if fn is None:
+        fn = _FIELDS_DECODERS[record, names] = _fields_decoder(record, names)
+    return fn
+
+
+def _fields_decoder(
+    record: type[Any], names: tuple[str, ...]
+) -> Callable[[typing.Sequence[Any]], tuple[Any, ...]]:
+    convert = _conversions(field_columns(record, names))
+
+    def decode_fields(row: typing.Sequence[Any]) -> tuple[Any, ...]:
+        values = list(row)
+        for i, fn in convert:
+            values[i] = fn(values[i])
+        return tuple(values)
+
+    return decode_fields
 
 
 def decode(record: type[Any], row: typing.Sequence[Any]) -> Any:

@@ -116,15 +116,10 @@ def _select_ordered(table: Table[Any], n: int) -> str:
 
 
 @functools.cache
-def _fields_query(
-    table: Table[Any], names: tuple[str, ...], n: int
-) -> tuple[str, tuple[tuple[int, Callable[[Any], Any]], ...]]:
-    """The statement selecting ``names`` and the decoders of the columns that
-    are not stored as they are."""
-    cols = codec.field_columns(table.record, names)
-    decoders = tuple((i, c.decode) for i, c in enumerate(cols) if c.decode not in codec.IDENTITY)
+def _select_fields(table: Table[Any], names: tuple[str, ...], n: int) -> str:
+    codec.field_columns(table.record, names)  # only known names reach the SQL
     query = f"SELECT {', '.join(names)} FROM {table.name}{_where(table, n)}"
-    return f"{query} ORDER BY {', '.join(table.key)}", decoders
+    return f"{query} ORDER BY {', '.join(table.key)}"
 
 
 class SqliteTx:
@@ -155,17 +150,9 @@ class SqliteTx:
     def fields(
         self, table: Table[R], names: tuple[str, ...], *prefix: str
     ) -> list[tuple[Any, ...]]:
-        query, decoders = _fields_query(table, names, len(prefix))
-        rows = self._conn.execute(query, prefix).fetchall()
-        if not decoders:
-            return rows
-        out = []
-        for row in rows:
-            values = list(row)
-            for i, fn in decoders:
-                values[i] = fn(values[i])
-            out.append(tuple(values))
-        return out
+        decode = codec.fields_decoder(table.record, names)
+        rows = self._conn.execute(_select_fields(table, names, len(prefix)), prefix).fetchall()
+        return [decode(row) for row in rows]
 
     def count(self, table: Table[R], *prefix: str) -> int:
         row = self._conn.execute(

@@ -107,7 +107,7 @@ class EtcdTx:
     def fields(
         self, table: Table[R], names: tuple[str, ...], *prefix: str
     ) -> list[tuple[Any, ...]]:
-        codec.field_columns(table.record, names)
+        codec.field_columns(table.record, names)  # the same names refused as on SQLite
         # A key's value is one document: it is decoded whole either way.
         get = operator.attrgetter(*names)
         if len(names) == 1:
